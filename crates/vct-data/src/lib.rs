@@ -1,0 +1,1 @@
+//! Image classification datasets and a prefetching batch loader for vct.

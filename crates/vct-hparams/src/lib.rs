@@ -1,0 +1,1 @@
+//! Template names and typed hyperparameters for vct: defaults, ranges, validation and JSON Schema.

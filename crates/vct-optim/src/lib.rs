@@ -1,0 +1,1 @@
+//! Optimizers over parameter groups for candle: SGD with momentum, AdamW, LAMB.

@@ -1,0 +1,1 @@
+//! Recipes, the trainer loop, metrics and checkpoints for vct templates.
