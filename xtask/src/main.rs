@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 mod hparams_cmds;
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "vct: visual classification templates", version)]
+#[command(
+    name = "cargo xtask",
+    about = "vct: visual classification templates",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
