@@ -6,6 +6,7 @@ pub use vct_augment as augment;
 pub use vct_data as data;
 pub use vct_hparams as hparams;
 pub use vct_kernels as kernels;
+pub use vct_metrics as metrics;
 pub use vct_optim as optim;
 pub use vct_sched as sched;
 pub use vct_train as train;
