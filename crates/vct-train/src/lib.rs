@@ -1,1 +1,9 @@
-//! Recipes, the trainer loop, metrics and checkpoints for vct templates.
+//! Training for vct templates: the [`Recipe`] that turns a template's
+//! hyperparameters into a model, optimizer, schedule, loss and pipelines, the
+//! template-agnostic [`Trainer`] loop, checkpoints, and the run's outputs.
+
+mod error;
+pub mod outputs;
+pub mod plot;
+
+pub use error::TrainError;

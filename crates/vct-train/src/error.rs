@@ -1,0 +1,57 @@
+//! Errors of a training run; each names the file, folder or value concerned.
+
+use std::path::PathBuf;
+
+/// Anything that stops a run, an evaluation or a prediction.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Hyperparameters are invalid.
+    #[error(transparent)]
+    Hparams(#[from] vct_hparams::HparamsError),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The output folder holds another run.
+    #[error("{path} already holds a run (run.json or checkpoints/); pass --resume to continue it or --overwrite to replace it")]
+    OutDirInUse {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// `--resume` on a folder without a run.
+    #[error("{path} holds no run to resume (no run.json / checkpoints/last)")]
+    NothingToResume {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// A checkpoint is unreadable, corrupt or from a different run.
+    #[error("checkpoint {path} refused: {reason}")]
+    BadCheckpoint {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("the loss became {value} at epoch {epoch}, step {step}; training stopped. The last good checkpoint is kept in {checkpoint}. Try a lower learning rate")]
+    NonFiniteLoss {
+        /// The loss value.
+        value: f64,
+        /// 1-based epoch.
+        epoch: usize,
+        /// Global step.
+        step: usize,
+        /// Where the last good checkpoint is.
+        checkpoint: PathBuf,
+    },
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// Something in the data, model, optimizer or schedule crates failed.
+    #[error("{0}")]
+    Component(String),
+}
