@@ -2,6 +2,7 @@
 //! hyperparameters into a model, optimizer, schedule, loss and pipelines, the
 //! template-agnostic [`Trainer`] loop, checkpoints, and the run's outputs.
 
+pub mod checkpoint;
 mod error;
 pub mod outputs;
 pub mod plot;
