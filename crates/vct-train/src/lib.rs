@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 mod error;
+pub mod loss;
 pub mod outputs;
 pub mod plot;
 
