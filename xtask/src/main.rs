@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod hparams_cmds;
+mod schedule;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +27,8 @@ enum Command {
     Params(hparams_cmds::ParamsArgs),
     /// Validate a hyperparameter file and report every mistake.
     Validate(hparams_cmds::ValidateArgs),
+    /// Print a template's learning-rate schedule (key points) and plot it as SVG.
+    Schedule(schedule::ScheduleArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Templates(args) => hparams_cmds::templates(args),
         Command::Params(args) => hparams_cmds::params(args),
         Command::Validate(args) => hparams_cmds::validate(args),
+        Command::Schedule(args) => schedule::schedule(args),
     };
     match result {
         Ok(code) => code,
