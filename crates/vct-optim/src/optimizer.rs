@@ -304,3 +304,32 @@ fn moments(
     };
     Ok((m, v))
 }
+
+/// candle-nn's optimizer interface, for code written against it: one group
+/// (`all`, weight decay on) over the float `vars`, named `var.<index>`.
+impl candle_nn::Optimizer for Optimizer {
+    type Config = OptimizerConfig;
+
+    fn new(vars: Vec<Var>, config: OptimizerConfig) -> candle_core::Result<Self> {
+        let params = vars
+            .into_iter()
+            .filter(|v| v.dtype().is_float())
+            .enumerate()
+            .map(|(i, v)| (format!("var.{i}"), v))
+            .collect();
+        Optimizer::new(config, vec![ParamGroup::new("all", params)])
+            .map_err(candle_core::Error::wrap)
+    }
+
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        Optimizer::step(self, grads).map_err(candle_core::Error::wrap)
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+}

@@ -159,3 +159,23 @@ fn configs_round_trip_through_json() {
     let json = serde_json::to_value(OptimizerConfig::AdamW(Default::default())).unwrap();
     assert_eq!(json["kind"], "adamw");
 }
+
+#[test]
+fn usable_through_candle_nn_optimizer_trait() {
+    use candle_nn::Optimizer as _;
+    let f = fixture();
+    let (p, b) = params(&f);
+    let (p2, b2) = params(&f);
+    let (config, lr, groups) = case("sgd_nesterov", &p, &b);
+    let mut ours = Optimizer::new(config, groups).unwrap();
+    let mut via_trait =
+        <Optimizer as candle_nn::Optimizer>::new(vec![p2.clone(), b2.clone()], config).unwrap();
+    via_trait.set_learning_rate(lr);
+    assert_eq!(via_trait.learning_rate(), lr);
+    for t in 0..3 {
+        ours.step_with_lr(&grads(&f, t, &p, &b), lr).unwrap();
+        candle_nn::Optimizer::step(&mut via_trait, &grads(&f, t, &p2, &b2)).unwrap();
+    }
+    assert_eq!(values(&p), values(&p2));
+    assert_eq!(values(&b), values(&b2));
+}
