@@ -48,6 +48,8 @@ pub enum WarmupStyle {
     /// mmengine with both schedulers starting at step 0 (`CosineAnnealingLR(begin=0,
     /// T_max=total)`): their recursive forms compose on the current lr. Provided to
     /// reproduce such configs; needs `warmup_ratio > 0` (mmengine divides by it).
+    /// Like mmengine, it can overshoot `lr` during the warmup when `min_lr` is
+    /// close to `lr`.
     MmengineConcurrent,
 }
 

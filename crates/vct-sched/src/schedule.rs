@@ -100,8 +100,9 @@ impl Schedule {
     /// Start, end of warmup, each decay and the last step, in step order; points
     /// that fall on the same step are merged.
     pub fn key_points(&self) -> Vec<KeyPoint> {
-        let last = self.total_steps - 1;
-        let epoch = |s: usize| s / self.steps_per_epoch + 1;
+        // Fields are public (and deserialised unchecked): never divide by 0.
+        let last = self.total_steps.saturating_sub(1);
+        let epoch = |s: usize| s / self.steps_per_epoch.max(1) + 1;
         let mut points: Vec<(usize, String)> = vec![(0, "start".into())];
         match &self.curve {
             Curve::Constant(_) => {}
@@ -132,7 +133,7 @@ impl Schedule {
             Curve::Step(c) => {
                 let epochs = self.total_steps.div_ceil(c.steps_per_epoch.max(1));
                 for m in c.milestones(epochs) {
-                    let s = m * c.steps_per_epoch;
+                    let s = m * c.steps_per_epoch.max(1);
                     if s <= last {
                         points.push((s, format!("× {} (epoch {})", c.gamma, epoch(s))));
                     }
