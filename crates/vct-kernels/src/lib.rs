@@ -1,1 +1,24 @@
 //! Fast CPU convolution, batch-norm and pooling kernels exposed to candle as custom ops.
+//!
+//! Every op here is a candle [`candle_core::CustomOp1`]/`2`/`3` with its own backward, so
+//! it composes with candle's autograd (`Tensor::backward`). The kernels work on
+//! contiguous `f32` NCHW tensors on the CPU and use rayon over planes or images; other
+//! devices and dtypes get a clear error (callers keep stock candle ops for those).
+//!
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//! let x = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 2, 7, 7), &Device::Cpu)?)?;
+//! let y = vct_kernels::pool::max_pool2d(&x, (3, 3), (2, 2), (1, 1), false)?;
+//! assert_eq!(y.dims(), &[1, 2, 4, 4]);
+//! let grads = y.sum_all()?.backward()?;
+//! assert!(grads.get(&x).is_some());
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+
+pub mod error;
+pub mod pool;
+mod storage;
+#[cfg(test)]
+mod testutil;
+
+pub use error::KernelError;

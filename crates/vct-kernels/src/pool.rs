@@ -1,0 +1,679 @@
+//! 2-D max and average pooling with PyTorch semantics and their backward passes.
+//!
+//! Candle 0.11 has no padding or ceil mode and no backward for overlapping max-pool
+//! windows (ResNet's 3×3/2 stem pool, BN-Inception's pools); these ops fill that gap.
+//! Output sizes, padding (−∞ for max, zeros for average) and average divisors follow
+//! `torch.nn.functional.{max,avg}_pool2d` exactly, including ceil-mode windows that
+//! overhang the padded input.
+
+use crate::error::KernelError;
+use crate::storage::{f32_slice, prepare};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
+
+/// Window geometry of a 2-D pooling op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geometry {
+    /// The input rows `[start, end)` clipped to the input, and the unclipped window
+    /// clipped to the padded extent only (for `count_include_pad`), of output row `o`.
+    #[inline]
+    fn rows(&self, o: usize) -> (usize, usize, usize) {
+        window(o, self.kh, self.sh, self.ph, self.h)
+    }
+
+    #[inline]
+    fn cols(&self, o: usize) -> (usize, usize, usize) {
+        window(o, self.kw, self.sw, self.pw, self.w)
+    }
+}
+
+/// Clipped window `[start, end)` of output index `o` and its size within the padded input.
+#[inline]
+fn window(o: usize, k: usize, s: usize, p: usize, n: usize) -> (usize, usize, usize) {
+    // Work in padded coordinates to stay unsigned.
+    let start_p = o * s;
+    let end_p = (start_p + k).min(n + 2 * p);
+    let padded_len = end_p.saturating_sub(start_p);
+    let start = start_p.saturating_sub(p).min(n);
+    let end = end_p.saturating_sub(p).min(n);
+    (start, end.max(start), padded_len)
+}
+
+/// PyTorch's `pooling_output_shape` for one spatial dimension.
+fn out_size(
+    op: &'static str,
+    what: &'static str,
+    n: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    ceil: bool,
+) -> Result<usize, KernelError> {
+    let span = n + 2 * p;
+    if span < k {
+        return Err(KernelError::Param {
+            op,
+            what,
+            got: format!("input {n} + 2×padding {p}"),
+            expected: format!("at least the kernel size {k}"),
+        });
+    }
+    let mut out = if ceil {
+        (span - k).div_ceil(s) + 1
+    } else {
+        (span - k) / s + 1
+    };
+    // The last window must start inside the input or the left padding.
+    if ceil && (out - 1) * s >= n + p {
+        out -= 1;
+    }
+    Ok(out)
+}
+
+fn geometry(
+    op: &'static str,
+    dims: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil: bool,
+) -> Result<Geometry, KernelError> {
+    for (what, v) in [
+        ("kernel height", kernel.0),
+        ("kernel width", kernel.1),
+        ("stride height", stride.0),
+        ("stride width", stride.1),
+    ] {
+        if v == 0 {
+            return Err(KernelError::Param {
+                op,
+                what,
+                got: "0".into(),
+                expected: "at least 1".into(),
+            });
+        }
+    }
+    for (what, p, k) in [
+        ("padding height", padding.0, kernel.0),
+        ("padding width", padding.1, kernel.1),
+    ] {
+        if p > k / 2 {
+            return Err(KernelError::Param {
+                op,
+                what,
+                got: p.to_string(),
+                expected: format!("at most half the kernel size ({})", k / 2),
+            });
+        }
+    }
+    let (h, w) = (dims[2], dims[3]);
+    let oh = out_size(op, "height", h, kernel.0, stride.0, padding.0, ceil)?;
+    let ow = out_size(op, "width", w, kernel.1, stride.1, padding.1, ceil)?;
+    Ok(Geometry {
+        kh: kernel.0,
+        kw: kernel.1,
+        sh: stride.0,
+        sw: stride.1,
+        ph: padding.0,
+        pw: padding.1,
+        h,
+        w,
+        oh,
+        ow,
+    })
+}
+
+/// Max pooling over NCHW `f32` CPU tensors with PyTorch semantics, differentiable.
+///
+/// Padding counts as −∞; with `ceil_mode` the last window may overhang the input but
+/// must start inside the input or the left padding. The backward pass routes each output
+/// gradient to the (first) maximum of its window, remembered from the forward pass.
+pub fn max_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil_mode: bool,
+) -> candle_core::Result<Tensor> {
+    const OP: &str = "max_pool2d";
+    let x = prepare(x, 4, OP, "input")?;
+    let g = geometry(OP, x.dims(), kernel, stride, padding, ceil_mode)?;
+    x.apply_op1(MaxPool {
+        g,
+        argmax: Arc::new(Mutex::new(None)),
+    })
+}
+
+/// Average pooling over NCHW `f32` CPU tensors with PyTorch semantics, differentiable.
+///
+/// The divisor is the window size clipped to the padded input (`count_include_pad`) or
+/// to the input itself (otherwise), exactly as `torch.nn.functional.avg_pool2d`.
+pub fn avg_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> candle_core::Result<Tensor> {
+    const OP: &str = "avg_pool2d";
+    let x = prepare(x, 4, OP, "input")?;
+    let g = geometry(OP, x.dims(), kernel, stride, padding, ceil_mode)?;
+    x.apply_op1(AvgPool {
+        g,
+        count_include_pad,
+    })
+}
+
+/// Forward max pooling; keeps the argmax of every output for the backward pass.
+struct MaxPool {
+    g: Geometry,
+    argmax: Arc<Mutex<Option<Arc<Vec<u32>>>>>,
+}
+
+/// Marks an output whose window held no input element (cannot happen with valid geometry).
+const NO_ARGMAX: u32 = u32::MAX;
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "vct-max-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "max_pool2d", "input")?;
+        let dims = l.dims();
+        let (n, c) = (dims[0], dims[1]);
+        let g = self.g;
+        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let mut out = vec![0f32; n * c * out_plane];
+        let mut arg = vec![0u32; n * c * out_plane];
+        if out_plane > 0 && in_plane > 0 {
+            out.par_chunks_mut(out_plane)
+                .zip(arg.par_chunks_mut(out_plane))
+                .zip(x.par_chunks(in_plane))
+                .for_each(|((o, a), xp)| max_plane(&g, xp, o, a));
+        }
+        *self
+            .argmax
+            .lock()
+            .map_err(|_| KernelError::MissingForwardState { op: "max_pool2d" })? =
+            Some(Arc::new(arg));
+        Ok((CpuStorage::F32(out), Shape::from((n, c, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let argmax = self
+            .argmax
+            .lock()
+            .map_err(|_| KernelError::MissingForwardState { op: "max_pool2d" })?
+            .clone()
+            .ok_or(KernelError::MissingForwardState { op: "max_pool2d" })?;
+        let grad = grad_res.contiguous()?;
+        let dx = grad.apply_op1_no_bwd(&MaxPoolBackward {
+            g: self.g,
+            argmax,
+            in_shape: arg.shape().clone(),
+        })?;
+        Ok(Some(dx))
+    }
+}
+
+fn max_plane(g: &Geometry, x: &[f32], out: &mut [f32], arg: &mut [u32]) {
+    for oy in 0..g.oh {
+        let (y0, y1, _) = g.rows(oy);
+        for ox in 0..g.ow {
+            let (x0, x1, _) = g.cols(ox);
+            let mut best = f32::NEG_INFINITY;
+            let mut best_i = NO_ARGMAX;
+            for iy in y0..y1 {
+                let row = &x[iy * g.w..(iy + 1) * g.w];
+                for (ix, &v) in row.iter().enumerate().take(x1).skip(x0) {
+                    // As PyTorch: strictly greater keeps the first maximum; NaN wins.
+                    if v > best || v.is_nan() || best_i == NO_ARGMAX {
+                        best = v;
+                        best_i = (iy * g.w + ix) as u32;
+                        if v.is_nan() {
+                            break;
+                        }
+                    }
+                }
+            }
+            out[oy * g.ow + ox] = best;
+            arg[oy * g.ow + ox] = best_i;
+        }
+    }
+}
+
+/// Backward of max pooling: scatters output gradients to the remembered argmax positions.
+struct MaxPoolBackward {
+    g: Geometry,
+    argmax: Arc<Vec<u32>>,
+    in_shape: Shape,
+}
+
+impl CustomOp1 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "vct-max-pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let gy = f32_slice(s, l, "max_pool2d backward", "output gradient")?;
+        let (in_plane, out_plane) = (self.g.h * self.g.w, self.g.oh * self.g.ow);
+        if gy.len() != self.argmax.len() {
+            return Err(KernelError::Shape {
+                op: "max_pool2d backward",
+                what: "output gradient",
+                got: l.dims().to_vec(),
+                expected: format!("{} elements as the forward output", self.argmax.len()),
+            }
+            .into());
+        }
+        let mut dx = vec![0f32; self.in_shape.elem_count()];
+        if out_plane > 0 && in_plane > 0 {
+            dx.par_chunks_mut(in_plane)
+                .zip(gy.par_chunks(out_plane))
+                .zip(self.argmax.par_chunks(out_plane))
+                .for_each(|((d, gp), ap)| {
+                    for (&gv, &a) in gp.iter().zip(ap) {
+                        if let Some(slot) = d.get_mut(a as usize) {
+                            *slot += gv;
+                        }
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(dx), self.in_shape.clone()))
+    }
+}
+
+/// Forward average pooling.
+struct AvgPool {
+    g: Geometry,
+    count_include_pad: bool,
+}
+
+impl AvgPool {
+    #[inline]
+    fn divisor(&self, r: (usize, usize, usize), c: (usize, usize, usize)) -> f32 {
+        let n = if self.count_include_pad {
+            r.2 * c.2
+        } else {
+            (r.1 - r.0) * (c.1 - c.0)
+        };
+        // An empty window (impossible with validated geometry) gets divisor 1, output 0.
+        n.max(1) as f32
+    }
+}
+
+impl CustomOp1 for AvgPool {
+    fn name(&self) -> &'static str {
+        "vct-avg-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "avg_pool2d", "input")?;
+        let dims = l.dims();
+        let (n, c) = (dims[0], dims[1]);
+        let g = self.g;
+        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let mut out = vec![0f32; n * c * out_plane];
+        if out_plane > 0 && in_plane > 0 {
+            out.par_chunks_mut(out_plane)
+                .zip(x.par_chunks(in_plane))
+                .for_each(|(o, xp)| {
+                    for oy in 0..g.oh {
+                        let r = g.rows(oy);
+                        for ox in 0..g.ow {
+                            let cw = g.cols(ox);
+                            let mut sum = 0f32;
+                            for iy in r.0..r.1 {
+                                sum += xp[iy * g.w + cw.0..iy * g.w + cw.1].iter().sum::<f32>();
+                            }
+                            o[oy * g.ow + ox] = sum / self.divisor(r, cw);
+                        }
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, c, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let grad = grad_res.contiguous()?;
+        let dx = grad.apply_op1_no_bwd(&AvgPoolBackward {
+            fwd: AvgPool {
+                g: self.g,
+                count_include_pad: self.count_include_pad,
+            },
+            in_shape: arg.shape().clone(),
+        })?;
+        Ok(Some(dx))
+    }
+}
+
+/// Backward of average pooling: spreads each output gradient over its window.
+struct AvgPoolBackward {
+    fwd: AvgPool,
+    in_shape: Shape,
+}
+
+impl CustomOp1 for AvgPoolBackward {
+    fn name(&self) -> &'static str {
+        "vct-avg-pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let gy = f32_slice(s, l, "avg_pool2d backward", "output gradient")?;
+        let g = self.fwd.g;
+        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let mut dx = vec![0f32; self.in_shape.elem_count()];
+        if gy.len() * in_plane != dx.len() * out_plane {
+            return Err(KernelError::Shape {
+                op: "avg_pool2d backward",
+                what: "output gradient",
+                got: l.dims().to_vec(),
+                expected: "the shape of the forward output".into(),
+            }
+            .into());
+        }
+        if out_plane > 0 && in_plane > 0 {
+            dx.par_chunks_mut(in_plane)
+                .zip(gy.par_chunks(out_plane))
+                .for_each(|(d, gp)| {
+                    for oy in 0..g.oh {
+                        let r = g.rows(oy);
+                        for ox in 0..g.ow {
+                            let cw = g.cols(ox);
+                            let v = gp[oy * g.ow + ox] / self.fwd.divisor(r, cw);
+                            for iy in r.0..r.1 {
+                                for slot in &mut d[iy * g.w + cw.0..iy * g.w + cw.1] {
+                                    *slot += v;
+                                }
+                            }
+                        }
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(dx), self.in_shape.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{assert_close, finite_diff_check, Rng};
+    use candle_core::{Device, Var};
+
+    /// Output positions by enumerating window starts in padded coordinates (an
+    /// independent statement of PyTorch's rule, not the closed formula above).
+    fn ref_starts(n: usize, k: usize, s: usize, p: usize, ceil: bool) -> Vec<i64> {
+        let span = (n + 2 * p) as i64;
+        let mut v = Vec::new();
+        let mut t = 0i64;
+        loop {
+            let start = t * s as i64;
+            let full = start + k as i64 <= span;
+            // Ceil mode also keeps a partial window if the step before it was not the
+            // last full one... i.e. if it covers elements the full windows missed, and
+            // it starts inside the input or the left padding.
+            let partial_ok = ceil && start < span && start - (p as i64) < n as i64 && {
+                let prev_end = if t == 0 {
+                    0
+                } else {
+                    start - s as i64 + k as i64
+                };
+                prev_end < span
+            };
+            if full || partial_ok {
+                v.push(start - p as i64);
+                t += 1;
+            } else {
+                break;
+            }
+        }
+        v
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ref_pool(
+        x: &[f32],
+        dims: (usize, usize, usize, usize),
+        k: (usize, usize),
+        s: (usize, usize),
+        p: (usize, usize),
+        ceil: bool,
+        avg: Option<bool>,
+    ) -> (Vec<f64>, usize, usize) {
+        let (n, c, h, w) = dims;
+        let rs = ref_starts(h, k.0, s.0, p.0, ceil);
+        let cs = ref_starts(w, k.1, s.1, p.1, ceil);
+        let mut out = Vec::new();
+        for plane in 0..n * c {
+            for &r0 in &rs {
+                for &c0 in &cs {
+                    let mut best = f64::NEG_INFINITY;
+                    let mut sum = 0f64;
+                    let mut inside = 0usize;
+                    let mut in_padded = 0usize;
+                    for dy in 0..k.0 as i64 {
+                        for dx in 0..k.1 as i64 {
+                            let (iy, ix) = (r0 + dy, c0 + dx);
+                            let in_pad_y = iy >= -(p.0 as i64) && iy < (h + p.0) as i64;
+                            let in_pad_x = ix >= -(p.1 as i64) && ix < (w + p.1) as i64;
+                            if in_pad_y && in_pad_x {
+                                in_padded += 1;
+                            }
+                            if iy >= 0 && iy < h as i64 && ix >= 0 && ix < w as i64 {
+                                let v = x[plane * h * w + iy as usize * w + ix as usize] as f64;
+                                best = best.max(v);
+                                sum += v;
+                                inside += 1;
+                            }
+                        }
+                    }
+                    out.push(match avg {
+                        None => best,
+                        Some(true) => sum / in_padded as f64,
+                        Some(false) => sum / inside as f64,
+                    });
+                }
+            }
+        }
+        (out, rs.len(), cs.len())
+    }
+
+    /// (dims, kernel, stride, padding, ceil mode).
+    type Case = ((usize, usize, usize, usize), usize, usize, usize, bool);
+
+    fn cases() -> Vec<Case> {
+        // (dims, kernel, stride, padding, ceil)
+        vec![
+            ((1, 1, 7, 7), 3, 2, 1, false),
+            ((2, 3, 8, 9), 3, 2, 1, true),
+            ((1, 2, 5, 6), 3, 2, 0, true),
+            ((2, 2, 10, 7), 3, 1, 1, false),
+            ((1, 3, 9, 11), 2, 2, 0, true),
+            ((3, 1, 6, 5), 3, 3, 1, true),
+            ((1, 1, 4, 4), 4, 1, 2, true),
+            ((2, 2, 13, 12), 5, 2, 2, true),
+            ((1, 4, 3, 3), 3, 2, 0, false),
+            ((1, 1, 1, 1), 1, 1, 0, false),
+        ]
+    }
+
+    #[test]
+    fn max_pool_matches_reference() -> candle_core::Result<()> {
+        let mut rng = Rng::new(1);
+        for (dims, k, s, p, ceil) in cases() {
+            let x = rng.tensor(&[dims.0, dims.1, dims.2, dims.3]);
+            let y = max_pool2d(&x, (k, k), (s, s), (p, p), ceil)?;
+            let (r, oh, ow) = ref_pool(
+                &x.flatten_all()?.to_vec1()?,
+                dims,
+                (k, k),
+                (s, s),
+                (p, p),
+                ceil,
+                None,
+            );
+            assert_eq!(
+                y.dims(),
+                &[dims.0, dims.1, oh, ow],
+                "{dims:?} k{k} s{s} p{p}"
+            );
+            assert_close(&y.flatten_all()?.to_vec1()?, &r, 1e-6);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn avg_pool_matches_reference() -> candle_core::Result<()> {
+        let mut rng = Rng::new(2);
+        for include in [true, false] {
+            for (dims, k, s, p, ceil) in cases() {
+                let x = rng.tensor(&[dims.0, dims.1, dims.2, dims.3]);
+                let y = avg_pool2d(&x, (k, k), (s, s), (p, p), ceil, include)?;
+                let (r, oh, ow) = ref_pool(
+                    &x.flatten_all()?.to_vec1()?,
+                    dims,
+                    (k, k),
+                    (s, s),
+                    (p, p),
+                    ceil,
+                    Some(include),
+                );
+                assert_eq!(y.dims(), &[dims.0, dims.1, oh, ow]);
+                assert_close(&y.flatten_all()?.to_vec1()?, &r, 1e-5);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn known_output_sizes() -> candle_core::Result<()> {
+        let x = Tensor::zeros((1, 1, 112, 112), candle_core::DType::F32, &Device::Cpu)?;
+        // ResNet stem pool and BN-Inception's ceil-mode pool: both 112 -> 56.
+        assert_eq!(
+            max_pool2d(&x, (3, 3), (2, 2), (1, 1), false)?.dims(),
+            &[1, 1, 56, 56]
+        );
+        assert_eq!(
+            max_pool2d(&x, (3, 3), (2, 2), (0, 0), true)?.dims(),
+            &[1, 1, 56, 56]
+        );
+        assert_eq!(
+            max_pool2d(&x, (3, 3), (2, 2), (0, 0), false)?.dims(),
+            &[1, 1, 55, 55]
+        );
+        // span 9, (9 - 2) / 2 rounded up + 1 = 5 windows; the fifth starts at padded 8,
+        // inside the right padding (8 >= 7 + 1), so PyTorch drops it: 4.
+        let x = Tensor::zeros((1, 1, 7, 7), candle_core::DType::F32, &Device::Cpu)?;
+        assert_eq!(
+            avg_pool2d(&x, (2, 2), (2, 2), (1, 1), true, true)?.dims(),
+            &[1, 1, 4, 4]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn invalid_arguments_are_errors() {
+        let x = Tensor::zeros((1, 1, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(max_pool2d(&x, (3, 3), (0, 1), (0, 0), false).is_err());
+        assert!(max_pool2d(&x, (3, 3), (1, 1), (2, 2), false).is_err());
+        assert!(max_pool2d(&x, (7, 7), (1, 1), (0, 0), false).is_err());
+        let x3 = Tensor::zeros((1, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(avg_pool2d(&x3, (2, 2), (1, 1), (0, 0), false, true).is_err());
+        let xd = Tensor::zeros((1, 1, 4, 4), candle_core::DType::F64, &Device::Cpu).unwrap();
+        assert!(avg_pool2d(&xd, (2, 2), (1, 1), (0, 0), false, true).is_err());
+    }
+
+    #[test]
+    fn non_contiguous_input_is_accepted() -> candle_core::Result<()> {
+        let mut rng = Rng::new(3);
+        let x = rng.tensor(&[2, 3, 6, 5]);
+        let xt = x.transpose(2, 3)?;
+        let y = max_pool2d(&xt, (3, 3), (2, 2), (1, 1), false)?;
+        let y2 = max_pool2d(&xt.contiguous()?, (3, 3), (2, 2), (1, 1), false)?;
+        assert_close(
+            &y.flatten_all()?.to_vec1()?,
+            &y2.flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .map(|&v| v as f64)
+                .collect::<Vec<_>>(),
+            0.0,
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn max_pool_gradient_matches_finite_differences() -> candle_core::Result<()> {
+        for (dims, k, s, p, ceil) in cases().into_iter().take(6) {
+            let shape = [dims.0, dims.1, dims.2, dims.3];
+            // Distinct values, spaced well above the finite-difference step, so the
+            // argmax does not move under the perturbation.
+            let mut rng = Rng::new(4);
+            let x = rng.distinct_tensor(&shape);
+            finite_diff_check(&x, |t| max_pool2d(t, (k, k), (s, s), (p, p), ceil), 5)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn avg_pool_gradient_matches_finite_differences() -> candle_core::Result<()> {
+        for include in [true, false] {
+            for (dims, k, s, p, ceil) in cases() {
+                let shape = [dims.0, dims.1, dims.2, dims.3];
+                let mut rng = Rng::new(5);
+                let x = rng.tensor(&shape);
+                finite_diff_check(
+                    &x,
+                    |t| avg_pool2d(t, (k, k), (s, s), (p, p), ceil, include),
+                    6,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn max_pool_backward_routes_to_first_maximum() -> candle_core::Result<()> {
+        // A constant plane: every window's maximum is tied; PyTorch picks the first.
+        let x = Var::from_tensor(&Tensor::ones(
+            (1, 1, 3, 3),
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )?)?;
+        let y = max_pool2d(&x, (2, 2), (1, 1), (0, 0), false)?;
+        let g = y.sum_all()?.backward()?;
+        let dx: Vec<f32> = g
+            .get(&x)
+            .ok_or_else(|| candle_core::Error::Msg("no grad".into()))?
+            .flatten_all()?
+            .to_vec1()?;
+        assert_eq!(dx, vec![1., 1., 0., 1., 1., 0., 0., 0., 0.]);
+        Ok(())
+    }
+}
