@@ -26,8 +26,14 @@ fn validate_reports_all_three_mistakes_and_fails() {
     let (ok, _, err) = xtask(&["validate", file.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("3 invalid hyperparameters"), "{err}");
-    assert!(err.contains("image_size: 40 is not a multiple of 16"), "{err}");
-    assert!(err.contains("batch_size: 500 is above the maximum 128"), "{err}");
+    assert!(
+        err.contains("image_size: 40 is not a multiple of 16"),
+        "{err}"
+    );
+    assert!(
+        err.contains("batch_size: 500 is above the maximum 128"),
+        "{err}"
+    );
     assert!(err.contains("lrate: unknown key"), "{err}");
 }
 
@@ -60,7 +66,10 @@ fn templates_lists_and_describes() {
     }
     let (ok, out, _) = xtask(&["templates", "Clarifai_InceptionTransferEmbedNorm"]);
     assert!(ok);
-    assert!(out.contains("base_gradient_multiplier") && out.contains("0.001"), "{out}");
+    assert!(
+        out.contains("base_gradient_multiplier") && out.contains("0.001"),
+        "{out}"
+    );
     let (ok, _, err) = xtask(&["templates", "Clarifai_ResNxt"]);
     assert!(!ok);
     assert!(err.contains("did you mean Clarifai_ResNext"), "{err}");
@@ -77,5 +86,8 @@ fn schemas_check_names_the_stale_file() {
     std::fs::write(dir.path().join("Clarifai_InceptionV2.schema.json"), "{}").unwrap();
     let (ok, _, err) = xtask(&["schemas", "--check", "--dir", d]);
     assert!(!ok);
-    assert!(err.contains("Clarifai_InceptionV2.schema.json differs"), "{err}");
+    assert!(
+        err.contains("Clarifai_InceptionV2.schema.json differs"),
+        "{err}"
+    );
 }
