@@ -7,5 +7,6 @@ mod error;
 pub mod loss;
 pub mod outputs;
 pub mod plot;
+pub mod progress;
 
 pub use error::TrainError;
