@@ -15,6 +15,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod bn;
 pub mod error;
 pub mod pool;
 mod storage;

@@ -95,3 +95,17 @@ pub(crate) fn finite_diff_check(
     }
     Ok(())
 }
+
+/// Max-norm difference of two slices relative to the larger max norm of the two.
+pub(crate) fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let scale = a
+        .iter()
+        .chain(b)
+        .fold(0f64, |m, &v| m.max((v as f64).abs()))
+        .max(1e-12);
+    a.iter()
+        .zip(b)
+        .fold(0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()))
+        / scale
+}
