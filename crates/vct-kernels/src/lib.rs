@@ -16,6 +16,7 @@
 //! ```
 
 pub mod bn;
+pub mod conv;
 pub mod error;
 pub mod pool;
 mod storage;
