@@ -274,7 +274,7 @@ impl CustomOp3 for BatchNorm {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -297,10 +297,20 @@ impl CustomOp3 for BatchNorm {
                 saved,
             },
         )?;
-        let dx = packed.narrow(0, 0, numel)?.reshape(x.shape())?;
-        let dgamma = packed.narrow(0, numel, c)?;
-        let dbeta = packed.narrow(0, numel + c, c)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        // Gradients only for arguments that track them (a constant scale of ones, say).
+        let dx = match x.track_op() {
+            true => Some(packed.narrow(0, 0, numel)?.reshape(x.shape())?),
+            false => None,
+        };
+        let dgamma = match gamma.track_op() {
+            true => Some(packed.narrow(0, numel, c)?),
+            false => None,
+        };
+        let dbeta = match beta.track_op() {
+            true => Some(packed.narrow(0, numel + c, c)?),
+            false => None,
+        };
+        Ok((dx, dgamma, dbeta))
     }
 }
 

@@ -15,6 +15,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod backend;
 pub mod bn;
 pub mod conv;
 pub mod error;
@@ -23,4 +24,5 @@ mod storage;
 #[cfg(test)]
 mod testutil;
 
+pub use backend::{backend, set_backend, use_kernels, with_backend, KernelBackend};
 pub use error::KernelError;

@@ -19,8 +19,10 @@ struct Geometry {
     kw: usize,
     sh: usize,
     sw: usize,
-    ph: usize,
-    pw: usize,
+    /// Padding before (top, left) and after (bottom, right): equal in PyTorch's layout,
+    /// possibly one more after in TF's "SAME" layout.
+    ph: (usize, usize),
+    pw: (usize, usize),
     h: usize,
     w: usize,
     oh: usize,
@@ -43,13 +45,13 @@ impl Geometry {
 
 /// Clipped window `[start, end)` of output index `o` and its size within the padded input.
 #[inline]
-fn window(o: usize, k: usize, s: usize, p: usize, n: usize) -> (usize, usize, usize) {
+fn window(o: usize, k: usize, s: usize, p: (usize, usize), n: usize) -> (usize, usize, usize) {
     // Work in padded coordinates to stay unsigned.
     let start_p = o * s;
-    let end_p = (start_p + k).min(n + 2 * p);
+    let end_p = (start_p + k).min(n + p.0 + p.1);
     let padded_len = end_p.saturating_sub(start_p);
-    let start = start_p.saturating_sub(p).min(n);
-    let end = end_p.saturating_sub(p).min(n);
+    let start = start_p.saturating_sub(p.0).min(n);
+    let end = end_p.saturating_sub(p.0).min(n);
     (start, end.max(start), padded_len)
 }
 
@@ -128,8 +130,8 @@ fn geometry(
         kw: kernel.1,
         sh: stride.0,
         sw: stride.1,
-        ph: padding.0,
-        pw: padding.1,
+        ph: (padding.0, padding.0),
+        pw: (padding.1, padding.1),
         h,
         w,
         oh,
@@ -176,6 +178,76 @@ pub fn avg_pool2d(
     x.apply_op1(AvgPool {
         g,
         count_include_pad,
+    })
+}
+
+/// Output size and padding `(before, after)` of TF's "SAME" layout along one dimension.
+fn same_dim(n: usize, k: usize, s: usize) -> (usize, (usize, usize)) {
+    let out = n.div_ceil(s);
+    let total = ((out.saturating_sub(1)) * s + k).saturating_sub(n);
+    (out, (total / 2, total - total / 2))
+}
+
+fn same_geometry(
+    op: &'static str,
+    dims: &[usize],
+    kernel: usize,
+    stride: usize,
+) -> Result<Geometry, KernelError> {
+    for (what, v) in [("kernel", kernel), ("stride", stride)] {
+        if v == 0 {
+            return Err(KernelError::Param {
+                op,
+                what,
+                got: "0".into(),
+                expected: "at least 1".into(),
+            });
+        }
+    }
+    let (h, w) = (dims[2], dims[3]);
+    let (oh, ph) = same_dim(h, kernel, stride);
+    let (ow, pw) = same_dim(w, kernel, stride);
+    if ph.0 >= kernel || pw.0 >= kernel || ph.1 >= kernel || pw.1 >= kernel {
+        return Err(KernelError::Param {
+            op,
+            what: "stride",
+            got: stride.to_string(),
+            expected: format!("at most the kernel size {kernel}, so no window lies in padding"),
+        });
+    }
+    Ok(Geometry {
+        kh: kernel,
+        kw: kernel,
+        sh: stride,
+        sw: stride,
+        ph,
+        pw,
+        h,
+        w,
+        oh,
+        ow,
+    })
+}
+
+/// Max pooling with TF's "SAME" padding (output `ceil(in / stride)`; padding never wins).
+pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> candle_core::Result<Tensor> {
+    const OP: &str = "max_pool2d_same";
+    let x = prepare(x, 4, OP, "input")?;
+    let g = same_geometry(OP, x.dims(), kernel, stride)?;
+    x.apply_op1(MaxPool {
+        g,
+        argmax: Arc::new(Mutex::new(None)),
+    })
+}
+
+/// Average pooling with TF's "SAME" padding (the divisor counts real elements only).
+pub fn avg_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> candle_core::Result<Tensor> {
+    const OP: &str = "avg_pool2d_same";
+    let x = prepare(x, 4, OP, "input")?;
+    let g = same_geometry(OP, x.dims(), kernel, stride)?;
+    x.apply_op1(AvgPool {
+        g,
+        count_include_pad: false,
     })
 }
 
@@ -567,6 +639,81 @@ mod tests {
                 assert_eq!(y.dims(), &[dims.0, dims.1, oh, ow]);
                 assert_close(&y.flatten_all()?.to_vec1()?, &r, 1e-5);
             }
+        }
+        Ok(())
+    }
+
+    /// TF "SAME" reference: explicit padded input, real elements only.
+    fn ref_same(
+        x: &[f32],
+        dims: (usize, usize, usize, usize),
+        k: usize,
+        s: usize,
+        avg: bool,
+    ) -> Vec<f64> {
+        let (n, c, h, w) = dims;
+        let pad = |len: usize| {
+            let out = len.div_ceil(s);
+            let total = ((out - 1) * s + k).saturating_sub(len);
+            (out, (total / 2) as i64)
+        };
+        let ((oh, pt), (ow, pl)) = (pad(h), pad(w));
+        let mut out = Vec::new();
+        for plane in 0..n * c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut best, mut sum, mut cnt) = (f64::NEG_INFINITY, 0f64, 0usize);
+                    for dy in 0..k as i64 {
+                        for dx in 0..k as i64 {
+                            let iy = (oy * s) as i64 + dy - pt;
+                            let ix = (ox * s) as i64 + dx - pl;
+                            if iy >= 0 && ix >= 0 && iy < h as i64 && ix < w as i64 {
+                                let v = x[plane * h * w + iy as usize * w + ix as usize] as f64;
+                                best = best.max(v);
+                                sum += v;
+                                cnt += 1;
+                            }
+                        }
+                    }
+                    out.push(if avg { sum / cnt as f64 } else { best });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn same_padding_variants_match_reference() -> candle_core::Result<()> {
+        let mut rng = Rng::new(7);
+        for (dims, k, s) in [
+            ((2, 2, 7, 8), 3, 2),
+            ((1, 3, 6, 6), 3, 1),
+            ((1, 1, 9, 5), 2, 2),
+            ((2, 1, 5, 5), 3, 3),
+        ] {
+            let x = rng.tensor(&[dims.0, dims.1, dims.2, dims.3]);
+            let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let (oh, ow) = (dims.2.div_ceil(s), dims.3.div_ceil(s));
+            let y = max_pool2d_same(&x, k, s)?;
+            assert_eq!(y.dims(), &[dims.0, dims.1, oh, ow]);
+            assert_close(
+                &y.flatten_all()?.to_vec1()?,
+                &ref_same(&xs, dims, k, s, false),
+                1e-6,
+            );
+            let y = avg_pool2d_same(&x, k, s)?;
+            assert_close(
+                &y.flatten_all()?.to_vec1()?,
+                &ref_same(&xs, dims, k, s, true),
+                1e-5,
+            );
+            let shape = [dims.0, dims.1, dims.2, dims.3];
+            finite_diff_check(
+                &rng.distinct_tensor(&shape),
+                |t| max_pool2d_same(t, k, s),
+                8,
+            )?;
+            finite_diff_check(&x, |t| avg_pool2d_same(t, k, s), 9)?;
         }
         Ok(())
     }
