@@ -1,0 +1,586 @@
+//! Primitive layers: convolution, batch norm, pooling, activation, linear, drop path.
+//!
+//! Every architecture in this crate builds on these functions and types only,
+//! so a faster backend (vct-kernels) can be switched in here, in one place.
+//! The pooling functions follow PyTorch semantics (padding, ceil mode,
+//! `count_include_pad`) plus TF "SAME" variants for the TF-slim layout.
+//!
+//! Train vs eval: in eval mode weights are used detached, so inference builds
+//! no autograd graph (a graph over `Var`s keeps every activation alive).
+
+use std::sync::Mutex;
+
+use candle_core::{DType, Tensor, Var, D};
+
+use crate::error::Result;
+use crate::params::{Init, Rng, Scope};
+
+/// The tensor behind `v`: tracked for autograd in training, detached in eval.
+fn val(v: &Var, train: bool) -> Tensor {
+    if train {
+        v.as_tensor().clone()
+    } else {
+        v.as_detached_tensor()
+    }
+}
+
+/// Output size and padding `(before, after)` of TF "SAME" along one dimension.
+pub fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(size);
+    (out, total / 2, total - total / 2)
+}
+
+/// How a convolution pads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// The same number of zeros on every side (PyTorch `padding=p`).
+    Explicit(usize),
+    /// TF "SAME": output = ceil(input / stride), extra zero on the bottom/right when odd.
+    Same,
+}
+
+/// 2-D convolution, OIHW weights, optional bias.
+#[derive(Debug)]
+pub struct Conv2d {
+    weight: Var,
+    bias: Option<Var>,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    groups: usize,
+}
+
+/// Configuration of a [`Conv2d`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConvCfg {
+    /// Square kernel side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding.
+    pub padding: Padding,
+    /// Groups (1 = dense, `in` = depthwise).
+    pub groups: usize,
+    /// Whether there is a bias.
+    pub bias: bool,
+}
+
+impl ConvCfg {
+    /// Dense, no bias, PyTorch padding.
+    pub fn new(kernel: usize, stride: usize, padding: usize) -> ConvCfg {
+        ConvCfg {
+            kernel,
+            stride,
+            padding: Padding::Explicit(padding),
+            groups: 1,
+            bias: false,
+        }
+    }
+}
+
+impl Conv2d {
+    /// Creates `weight` (and `bias`) under `s`; the weight init defaults to
+    /// kaiming-normal fan-out (torchvision's ResNet init), bias zeros.
+    pub fn new(
+        s: &Scope,
+        cin: usize,
+        cout: usize,
+        cfg: ConvCfg,
+        init: Option<Init>,
+    ) -> Result<Conv2d> {
+        let k = cfg.kernel;
+        let fan_out = (cout * k * k) as f64;
+        let init = init.unwrap_or(Init::Normal((2.0 / fan_out).sqrt()));
+        let weight = s.param("weight", &[cout, cin / cfg.groups, k, k], init)?;
+        let bias = if cfg.bias {
+            Some(s.param("bias", &[cout], Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight,
+            bias,
+            kernel: k,
+            stride: cfg.stride,
+            padding: cfg.padding,
+            groups: cfg.groups,
+        })
+    }
+
+    /// Like [`Conv2d::new`] with explicit weight / bias names (TF-slim layouts).
+    #[allow(clippy::too_many_arguments)]
+    pub fn named(
+        s: &Scope,
+        weight_name: &str,
+        bias_name: &str,
+        cin: usize,
+        cout: usize,
+        cfg: ConvCfg,
+        init: Init,
+    ) -> Result<Conv2d> {
+        let k = cfg.kernel;
+        let weight = s.param(weight_name, &[cout, cin / cfg.groups, k, k], init)?;
+        let bias = if cfg.bias {
+            Some(s.param(bias_name, &[cout], Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight,
+            bias,
+            kernel: k,
+            stride: cfg.stride,
+            padding: cfg.padding,
+            groups: cfg.groups,
+        })
+    }
+
+    /// Applies the convolution.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let w = val(&self.weight, train);
+        let y = match self.padding {
+            Padding::Explicit(p) => conv2d(x, &w, p, self.stride, self.groups)?,
+            Padding::Same => {
+                let (_, _, h, wd) = x.dims4()?;
+                let (_, pt, pb) = same_padding(h, self.kernel, self.stride);
+                let (_, pl, pr) = same_padding(wd, self.kernel, self.stride);
+                if pt == pb && pl == pr && pt == pl {
+                    conv2d(x, &w, pt, self.stride, self.groups)?
+                } else {
+                    let xp = x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?;
+                    conv2d(&xp, &w, 0, self.stride, self.groups)?
+                }
+            }
+        };
+        match &self.bias {
+            Some(b) => Ok(y.broadcast_add(&val(b, train).reshape((1, (), 1, 1))?)?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// The convolution primitive (the place to switch to a faster kernel).
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    padding: usize,
+    stride: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    Ok(x.conv2d(w, padding, stride, 1, groups)?)
+}
+
+/// Batch normalisation over NCHW channels, PyTorch semantics.
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    weight: Option<Var>,
+    bias: Var,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+    momentum: f64,
+}
+
+/// State-dict names of a batch norm's tensors.
+#[derive(Debug, Clone, Copy)]
+pub struct BnNames {
+    /// Scale (gamma); `None` = no scale (TF-slim `scale=False`).
+    pub weight: Option<&'static str>,
+    /// Shift (beta).
+    pub bias: &'static str,
+    /// Running mean.
+    pub mean: &'static str,
+    /// Running variance.
+    pub var: &'static str,
+}
+
+/// PyTorch's names: `weight`, `bias`, `running_mean`, `running_var`.
+pub const TORCH_BN: BnNames = BnNames {
+    weight: Some("weight"),
+    bias: "bias",
+    mean: "running_mean",
+    var: "running_var",
+};
+
+/// TF-slim's names with `scale=False`: `beta`, `moving_mean`, `moving_variance`.
+pub const SLIM_BN: BnNames = BnNames {
+    weight: None,
+    bias: "beta",
+    mean: "moving_mean",
+    var: "moving_variance",
+};
+
+impl BatchNorm2d {
+    /// Creates a batch norm over `c` channels; `gamma0` is the initial scale
+    /// (0 for zero-init residual branches).
+    pub fn new(s: &Scope, c: usize, names: BnNames, eps: f64, gamma0: f64) -> Result<BatchNorm2d> {
+        let weight = match names.weight {
+            Some(n) => Some(s.param(n, &[c], Init::Const(gamma0))?),
+            None => None,
+        };
+        Ok(BatchNorm2d {
+            weight,
+            bias: s.param(names.bias, &[c], Init::Const(0.0))?,
+            running_mean: s.buffer(names.mean, &[c], Init::Const(0.0))?,
+            running_var: s.buffer(names.var, &[c], Init::Const(1.0))?,
+            eps,
+            momentum: 0.1,
+        })
+    }
+
+    /// Normalises with batch statistics (and updates the running ones, momentum
+    /// 0.1, unbiased variance as PyTorch) in training, running statistics in eval.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let c = x.dim(1)?;
+        let bias = val(&self.bias, train).reshape((1, c, 1, 1))?;
+        if train {
+            let (n, _, h, w) = x.dims4()?;
+            let count = (n * h * w) as f64;
+            let mean = x.mean_keepdim((0, 2, 3))?;
+            let xc = x.broadcast_sub(&mean)?;
+            let var = xc.sqr()?.mean_keepdim((0, 2, 3))?;
+            let inv = (var.clone() + self.eps)?.sqrt()?.recip()?;
+            let mut y = xc.broadcast_mul(&inv)?;
+            if let Some(g) = &self.weight {
+                y = y.broadcast_mul(&val(g, true).reshape((1, c, 1, 1))?)?;
+            }
+            let y = y.broadcast_add(&bias)?;
+            let m = self.momentum;
+            let unbias = if count > 1.0 {
+                count / (count - 1.0)
+            } else {
+                1.0
+            };
+            let bm = mean.detach().flatten_all()?;
+            let bv = (var.detach().flatten_all()? * unbias)?;
+            let rm = ((self.running_mean.as_detached_tensor() * (1.0 - m))? + (bm * m)?)?;
+            let rv = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (bv * m)?)?;
+            self.running_mean.set(&rm)?;
+            self.running_var.set(&rv)?;
+            Ok(y)
+        } else {
+            let inv = (self.running_var.as_detached_tensor() + self.eps)?
+                .sqrt()?
+                .recip()?;
+            let scale = match &self.weight {
+                Some(g) => (g.as_detached_tensor() * inv)?,
+                None => inv,
+            };
+            let shift = (bias.flatten_all()? - (self.running_mean.as_detached_tensor() * &scale)?)?;
+            Ok(x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+                .broadcast_add(&shift.reshape((1, c, 1, 1))?)?)
+        }
+    }
+}
+
+/// Fully connected layer, PyTorch layout `[out, in]` weight.
+#[derive(Debug)]
+pub struct Linear {
+    weight: Var,
+    bias: Option<Var>,
+}
+
+impl Linear {
+    /// PyTorch's default init: uniform ±1/sqrt(in) for weight and bias.
+    pub fn new(s: &Scope, cin: usize, cout: usize, bias: bool) -> Result<Linear> {
+        Linear::named(s, "weight", "bias", cin, cout, bias)
+    }
+
+    /// [`Linear::new`] with explicit tensor names.
+    pub fn named(
+        s: &Scope,
+        wname: &str,
+        bname: &str,
+        cin: usize,
+        cout: usize,
+        bias: bool,
+    ) -> Result<Linear> {
+        let b = 1.0 / (cin.max(1) as f64).sqrt();
+        let weight = s.param(wname, &[cout, cin], Init::Uniform(b))?;
+        let bias = if bias {
+            Some(s.param(bname, &[cout], Init::Uniform(b))?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    /// The weight `[out, in]`.
+    pub fn weight(&self) -> &Var {
+        &self.weight
+    }
+
+    /// `x @ W^T + b` for `x` of shape `[N, in]`.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = x.matmul(&val(&self.weight, train).t()?)?;
+        match &self.bias {
+            Some(b) => Ok(y.broadcast_add(&val(b, train))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// ReLU.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.relu()?)
+}
+
+/// Mean over the spatial dimensions: `[N, C, H, W]` → `[N, C]`, any H×W.
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean(D::Minus1)?.mean(D::Minus1)?)
+}
+
+/// Stochastic depth: zeroes whole samples of a residual branch with
+/// probability `rate` in training and rescales the rest by 1/(1-rate).
+#[derive(Debug)]
+pub struct DropPath {
+    rate: f64,
+    rng: Mutex<Rng>,
+}
+
+impl DropPath {
+    /// Drop path with `rate`, masks drawn from `seed`.
+    pub fn new(rate: f64, seed: u64) -> DropPath {
+        DropPath {
+            rate,
+            rng: Mutex::new(Rng::new(seed)),
+        }
+    }
+
+    /// Identity in eval or at rate 0.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !train || self.rate <= 0.0 {
+            return Ok(x.clone());
+        }
+        let n = x.dim(0)?;
+        let keep = 1.0 - self.rate;
+        let mask: Vec<f32> = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            (0..n)
+                .map(|_| {
+                    if rng.uniform() < keep {
+                        (1.0 / keep) as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
+        let m = Tensor::from_vec(mask, (n, 1, 1, 1), x.device())?.to_dtype(x.dtype())?;
+        Ok(x.broadcast_mul(&m)?)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pooling. Pure candle-op implementation (differentiable through narrow,
+// reshape and maximum/add), used until the vct-kernels pooling ops are wired in.
+// ---------------------------------------------------------------------------
+
+/// One spatial dimension of a pooling window layout.
+#[derive(Debug, Clone, Copy)]
+struct PoolDim {
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    pad_before: usize,
+    pad_after: usize,
+    out: usize,
+}
+
+impl PoolDim {
+    /// PyTorch output size with symmetric padding and optional ceil mode.
+    fn torch(size: usize, kernel: usize, stride: usize, pad: usize, ceil: bool) -> Result<PoolDim> {
+        let span =
+            (size + 2 * pad)
+                .checked_sub(kernel)
+                .ok_or_else(|| crate::ArchError::InvalidInput {
+                    got: format!("spatial size {size} (padding {pad})"),
+                    expected: format!("at least the pooling kernel {kernel}"),
+                })?;
+        let mut out = if ceil {
+            span.div_ceil(stride)
+        } else {
+            span / stride
+        } + 1;
+        // PyTorch: the last window must start inside the input or left padding.
+        if ceil && (out - 1) * stride >= size + pad {
+            out -= 1;
+        }
+        Ok(PoolDim {
+            size,
+            kernel,
+            stride,
+            pad_before: pad,
+            pad_after: pad,
+            out,
+        })
+    }
+
+    /// TF "SAME".
+    fn same(size: usize, kernel: usize, stride: usize) -> PoolDim {
+        let (out, pb, pa) = same_padding(size, kernel, stride);
+        PoolDim {
+            size,
+            kernel,
+            stride,
+            pad_before: pb,
+            pad_after: pa,
+            out,
+        }
+    }
+
+    /// Elements each window covers: within the padded input if `with_pad`,
+    /// else within the input proper.
+    fn counts(&self, with_pad: bool) -> Vec<f32> {
+        let (lo, hi) = if with_pad {
+            (0i64, (self.size + self.pad_before + self.pad_after) as i64)
+        } else {
+            (self.pad_before as i64, (self.pad_before + self.size) as i64)
+        };
+        (0..self.out)
+            .map(|o| {
+                let s = (o * self.stride) as i64;
+                let e = s + self.kernel as i64;
+                (e.min(hi) - s.max(lo)).max(0) as f32
+            })
+            .collect()
+    }
+
+    /// Length the padded input needs so every shifted strided view fits.
+    fn needed(&self) -> usize {
+        self.kernel - 1 + self.out * self.stride
+    }
+}
+
+/// Pads (with `fill`) or trims dimension `dim` to exactly `pd.needed()`.
+fn fit(x: &Tensor, dim: usize, pd: &PoolDim, fill: f32) -> Result<Tensor> {
+    let need = pd.needed();
+    let mut shape = x.dims().to_vec();
+    let mut parts = Vec::new();
+    if pd.pad_before > 0 {
+        shape[dim] = pd.pad_before;
+        parts.push(Tensor::full(fill, shape.as_slice(), x.device())?.to_dtype(x.dtype())?);
+    }
+    let avail = pd.pad_before + pd.size;
+    if avail >= need {
+        parts.push(x.narrow(dim, 0, need - pd.pad_before)?);
+    } else {
+        parts.push(x.clone());
+        shape[dim] = need - avail;
+        parts.push(Tensor::full(fill, shape.as_slice(), x.device())?.to_dtype(x.dtype())?);
+    }
+    Ok(Tensor::cat(&parts, dim)?)
+}
+
+enum PoolKind {
+    Max,
+    Avg { with_pad: bool },
+}
+
+fn pool(x: &Tensor, hd: PoolDim, wd: PoolDim, kind: PoolKind) -> Result<Tensor> {
+    let (n, c, _, _) = x.dims4()?;
+    let fill = match kind {
+        PoolKind::Max => f32::NEG_INFINITY,
+        PoolKind::Avg { .. } => 0.0,
+    };
+    let xp = fit(&fit(x, 2, &hd, fill)?, 3, &wd, fill)?;
+    let mut acc: Option<Tensor> = None;
+    for i in 0..hd.kernel {
+        let rows = xp.narrow(2, i, hd.out * hd.stride)?;
+        for j in 0..wd.kernel {
+            let v = rows
+                .narrow(3, j, wd.out * wd.stride)?
+                .reshape((n, c, hd.out, hd.stride, wd.out, wd.stride))?
+                .narrow(3, 0, 1)?
+                .narrow(5, 0, 1)?
+                .reshape((n, c, hd.out, wd.out))?;
+            acc = Some(match (acc, &kind) {
+                (None, _) => v,
+                (Some(a), PoolKind::Max) => a.maximum(&v)?,
+                (Some(a), PoolKind::Avg { .. }) => (a + v)?,
+            });
+        }
+    }
+    let acc = match acc {
+        Some(a) => a,
+        None => {
+            return Err(crate::ArchError::InvalidInput {
+                got: "empty pooling kernel".into(),
+                expected: "kernel >= 1".into(),
+            })
+        }
+    };
+    match kind {
+        PoolKind::Max => Ok(acc),
+        PoolKind::Avg { with_pad } => {
+            let ch = hd.counts(with_pad);
+            let cw = wd.counts(with_pad);
+            let div: Vec<f32> = ch
+                .iter()
+                .flat_map(|a| cw.iter().map(move |b| a * b))
+                .collect();
+            let div =
+                Tensor::from_vec(div, (1, 1, hd.out, wd.out), x.device())?.to_dtype(DType::F32)?;
+            Ok(acc.broadcast_div(&div)?)
+        }
+    }
+}
+
+/// Max pooling with PyTorch semantics (`nn.MaxPool2d`).
+pub fn max_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil_mode: bool,
+) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let hd = PoolDim::torch(h, kernel.0, stride.0, padding.0, ceil_mode)?;
+    let wd = PoolDim::torch(w, kernel.1, stride.1, padding.1, ceil_mode)?;
+    pool(x, hd, wd, PoolKind::Max)
+}
+
+/// Average pooling with PyTorch semantics (`nn.AvgPool2d`).
+pub fn avg_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let hd = PoolDim::torch(h, kernel.0, stride.0, padding.0, ceil_mode)?;
+    let wd = PoolDim::torch(w, kernel.1, stride.1, padding.1, ceil_mode)?;
+    pool(
+        x,
+        hd,
+        wd,
+        PoolKind::Avg {
+            with_pad: count_include_pad,
+        },
+    )
+}
+
+/// Max pooling with TF "SAME" padding (padding never wins the max).
+pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    pool(
+        x,
+        PoolDim::same(h, kernel, stride),
+        PoolDim::same(w, kernel, stride),
+        PoolKind::Max,
+    )
+}
+
+/// Average pooling with TF "SAME" padding (the divisor counts real elements only).
+pub fn avg_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    pool(
+        x,
+        PoolDim::same(h, kernel, stride),
+        PoolDim::same(w, kernel, stride),
+        PoolKind::Avg { with_pad: false },
+    )
+}
