@@ -8,5 +8,6 @@ pub mod loss;
 pub mod outputs;
 pub mod plot;
 pub mod progress;
+pub mod recipe;
 
 pub use error::TrainError;
