@@ -9,5 +9,6 @@ pub mod outputs;
 pub mod plot;
 pub mod progress;
 pub mod recipe;
+pub mod trainer;
 
 pub use error::TrainError;
