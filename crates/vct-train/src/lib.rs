@@ -9,6 +9,7 @@ pub mod outputs;
 pub mod plot;
 pub mod progress;
 pub mod recipe;
+pub mod run;
 pub mod trainer;
 
 pub use error::TrainError;

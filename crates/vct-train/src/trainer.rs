@@ -101,7 +101,7 @@ impl From<&CheckpointState> for TrainState {
 }
 
 /// How the loop ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum StopReason {
     /// All epochs ran.
     Completed,
