@@ -232,7 +232,7 @@ impl Recipe {
             ));
         }
         groups.extend(split_decay(HEAD_GROUP, model.head_params(), 1.0));
-        Optimizer::new(self.optimizer.clone(), groups)
+        Optimizer::new(self.optimizer, groups)
             .map_err(|e| TrainError::Component(format!("optimizer: {e}")))
     }
 }
