@@ -215,7 +215,7 @@ impl ConvBn {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        layers::relu(&self.bn.forward(&self.conv.forward(x, train)?, train)?)
+        self.bn.forward_relu(&self.conv.forward(x, train)?, train)
     }
 }
 
@@ -431,6 +431,22 @@ impl Inception {
         }
     }
 
+    /// The pool branch of a reduction block. Its 3×3/2 convs (pad 1) give
+    /// ceil(n/2), the ceil-mode pool (pad 0) gives ceil((n-1)/2): equal for even
+    /// n only, and `pretrainedmodels` (like the Caffe original) fails to
+    /// concatenate at odd sizes (e.g. 3c sees 3×3 at a 48×48 input). Odd sides get
+    /// one replicated row/column at the end first, so the last window (starting at
+    /// the last element) exists; its maximum is that element, as with −∞ padding.
+    /// Even sizes, 224 among them, are unchanged.
+    fn reduce_pool(&self, x: &Tensor) -> Result<Tensor> {
+        if self.layout != Layout::Pretrainedmodels {
+            return self.down_pool(x);
+        }
+        let (_, _, h, w) = x.dims4()?;
+        let x = x.pad_with_same(2, 0, h % 2)?.pad_with_same(3, 0, w % 2)?;
+        self.down_pool(&x)
+    }
+
     fn branch_pool(&self, x: &Tensor, pool: BranchPool) -> Result<Tensor> {
         match (self.layout, pool) {
             (Layout::Pretrainedmodels, BranchPool::Avg) => {
@@ -481,7 +497,7 @@ impl Inception {
             outs.push(c);
             outs.push(match &block.pool {
                 Some((pool, proj)) => proj.forward(&self.branch_pool(&x, *pool)?, train)?,
-                None => self.down_pool(&x)?,
+                None => self.reduce_pool(&x)?,
             });
             x = Tensor::cat(&outs, 1)?;
         }

@@ -168,6 +168,11 @@ pub fn conv2d(
     stride: usize,
     groups: usize,
 ) -> Result<Tensor> {
+    // The one backend switch: f32 CPU tensors go to vct-kernels unless the backend is Candle.
+    if vct_kernels::use_kernels(x) {
+        let (s, p) = ((stride, stride), (padding, padding));
+        return Ok(vct_kernels::conv::conv2d(x, w, None, s, p, groups)?);
+    }
     Ok(x.conv2d(w, padding, stride, 1, groups)?)
 }
 
@@ -232,6 +237,9 @@ impl BatchNorm2d {
     /// Normalises with batch statistics (and updates the running ones, momentum
     /// 0.1, unbiased variance as PyTorch) in training, running statistics in eval.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if vct_kernels::use_kernels(x) {
+            return self.forward_kernels(x, train, false);
+        }
         let c = x.dim(1)?;
         let bias = val(&self.bias, train).reshape((1, c, 1, 1))?;
         if train {
@@ -270,6 +278,39 @@ impl BatchNorm2d {
             let shift = (bias.flatten_all()? - (self.running_mean.as_detached_tensor() * &scale)?)?;
             Ok(x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
                 .broadcast_add(&shift.reshape((1, c, 1, 1))?)?)
+        }
+    }
+
+    /// `relu(forward(x))`, fused into one pass by the vct-kernels backend.
+    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if vct_kernels::use_kernels(x) {
+            return self.forward_kernels(x, train, true);
+        }
+        relu(&self.forward(x, train)?)
+    }
+
+    /// The vct-kernels path: one op forward and backward, same running-stat update.
+    fn forward_kernels(&self, x: &Tensor, train: bool, fuse_relu: bool) -> Result<Tensor> {
+        let c = x.dim(1)?;
+        let gamma = match &self.weight {
+            Some(g) => val(g, train),
+            None => Tensor::ones(c, x.dtype(), x.device())?,
+        };
+        let beta = val(&self.bias, train);
+        let (rm, rv) = (
+            self.running_mean.as_detached_tensor(),
+            self.running_var.as_detached_tensor(),
+        );
+        if train {
+            let (y, stats) =
+                vct_kernels::bn::batch_norm_train(x, &gamma, &beta, self.eps, fuse_relu)?;
+            let (rm, rv) = vct_kernels::bn::update_running_stats(&rm, &rv, &stats, self.momentum)?;
+            self.running_mean.set(&rm)?;
+            self.running_var.set(&rv)?;
+            Ok(y)
+        } else {
+            let bn = vct_kernels::bn::batch_norm_eval;
+            Ok(bn(x, &gamma, &beta, &rm, &rv, self.eps, fuse_relu)?)
         }
     }
 }
@@ -373,8 +414,9 @@ impl DropPath {
 }
 
 // ---------------------------------------------------------------------------
-// Pooling. Pure candle-op implementation (differentiable through narrow,
-// reshape and maximum/add), used until the vct-kernels pooling ops are wired in.
+// Pooling. f32 CPU tensors go through vct-kernels' custom ops when its backend
+// switch says so; otherwise (candle backend, other devices) a pure candle-op
+// implementation (differentiable through narrow, reshape and maximum/add).
 // ---------------------------------------------------------------------------
 
 /// One spatial dimension of a pooling window layout.
@@ -391,18 +433,15 @@ struct PoolDim {
 impl PoolDim {
     /// PyTorch output size with symmetric padding and optional ceil mode.
     fn torch(size: usize, kernel: usize, stride: usize, pad: usize, ceil: bool) -> Result<PoolDim> {
-        let span =
-            (size + 2 * pad)
-                .checked_sub(kernel)
-                .ok_or_else(|| crate::ArchError::InvalidInput {
-                    got: format!("spatial size {size} (padding {pad})"),
-                    expected: format!("at least the pooling kernel {kernel}"),
-                })?;
-        let mut out = if ceil {
-            span.div_ceil(stride)
-        } else {
-            span / stride
-        } + 1;
+        // PyTorch's pooling_output_shape: with ceil mode a window may overhang the end.
+        let extra = if ceil { stride - 1 } else { 0 };
+        let num = (size + 2 * pad + extra)
+            .checked_sub(kernel)
+            .ok_or_else(|| crate::ArchError::InvalidInput {
+                got: format!("spatial size {size} (padding {pad})"),
+                expected: format!("at least the pooling kernel {kernel}"),
+            })?;
+        let mut out = num / stride + 1;
         // PyTorch: the last window must start inside the input or left padding.
         if ceil && (out - 1) * stride >= size + pad {
             out -= 1;
@@ -527,6 +566,14 @@ fn pool(x: &Tensor, hd: PoolDim, wd: PoolDim, kind: PoolKind) -> Result<Tensor> 
     }
 }
 
+/// Whether the padded input is at least one window. PyTorch's ceil mode also
+/// accepts smaller inputs (BN-Inception's 4e pool sees 2×2 at a 32×32 input and
+/// gives 1×1); the vct-kernels ops reject them, so those go to the fallback.
+fn window_fits(x: &Tensor, kernel: (usize, usize), padding: (usize, usize)) -> Result<bool> {
+    let (_, _, h, w) = x.dims4()?;
+    Ok(h + 2 * padding.0 >= kernel.0 && w + 2 * padding.1 >= kernel.1)
+}
+
 /// Max pooling with PyTorch semantics (`nn.MaxPool2d`).
 pub fn max_pool2d(
     x: &Tensor,
@@ -535,6 +582,11 @@ pub fn max_pool2d(
     padding: (usize, usize),
     ceil_mode: bool,
 ) -> Result<Tensor> {
+    if vct_kernels::use_kernels(x) && window_fits(x, kernel, padding)? {
+        return Ok(vct_kernels::pool::max_pool2d(
+            x, kernel, stride, padding, ceil_mode,
+        )?);
+    }
     let (_, _, h, w) = x.dims4()?;
     let hd = PoolDim::torch(h, kernel.0, stride.0, padding.0, ceil_mode)?;
     let wd = PoolDim::torch(w, kernel.1, stride.1, padding.1, ceil_mode)?;
@@ -550,6 +602,16 @@ pub fn avg_pool2d(
     ceil_mode: bool,
     count_include_pad: bool,
 ) -> Result<Tensor> {
+    if vct_kernels::use_kernels(x) && window_fits(x, kernel, padding)? {
+        return Ok(vct_kernels::pool::avg_pool2d(
+            x,
+            kernel,
+            stride,
+            padding,
+            ceil_mode,
+            count_include_pad,
+        )?);
+    }
     let (_, _, h, w) = x.dims4()?;
     let hd = PoolDim::torch(h, kernel.0, stride.0, padding.0, ceil_mode)?;
     let wd = PoolDim::torch(w, kernel.1, stride.1, padding.1, ceil_mode)?;
@@ -565,6 +627,9 @@ pub fn avg_pool2d(
 
 /// Max pooling with TF "SAME" padding (padding never wins the max).
 pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    if vct_kernels::use_kernels(x) {
+        return Ok(vct_kernels::pool::max_pool2d_same(x, kernel, stride)?);
+    }
     let (_, _, h, w) = x.dims4()?;
     pool(
         x,
@@ -576,6 +641,9 @@ pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tenso
 
 /// Average pooling with TF "SAME" padding (the divisor counts real elements only).
 pub fn avg_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    if vct_kernels::use_kernels(x) {
+        return Ok(vct_kernels::pool::avg_pool2d_same(x, kernel, stride)?);
+    }
     let (_, _, h, w) = x.dims4()?;
     pool(
         x,

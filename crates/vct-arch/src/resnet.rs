@@ -197,10 +197,13 @@ impl Block {
         let mut y = x.clone();
         let n = self.convs.len();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = bn.forward(&conv.forward(&y, train)?, train)?;
-            if i + 1 < n {
-                y = layers::relu(&y)?;
-            }
+            let z = conv.forward(&y, train)?;
+            // The last BN's ReLU comes after the residual sum.
+            y = if i + 1 < n {
+                bn.forward_relu(&z, train)?
+            } else {
+                bn.forward(&z, train)?
+            };
         }
         let y = self.drop_path.forward(&y, train)?;
         let shortcut = match &self.downsample {
@@ -264,7 +267,9 @@ impl ResNet {
 
     /// Feature map before pooling, `[N, out_dim, H/32, W/32]`.
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = layers::relu(&self.bn1.forward(&self.conv1.forward(x, train)?, train)?)?;
+        let x = self
+            .bn1
+            .forward_relu(&self.conv1.forward(x, train)?, train)?;
         let mut x = layers::max_pool2d(&x, (3, 3), (2, 2), (1, 1), false)?;
         for stage in &self.stages {
             for block in stage {

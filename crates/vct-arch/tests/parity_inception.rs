@@ -8,6 +8,15 @@ use vct_arch::{Arch, Classifier, LoadOptions, ModelConfig};
 
 #[test]
 fn bninception_matches_pretrainedmodels() {
+    parity();
+}
+
+#[test]
+fn bninception_matches_pretrainedmodels_on_the_candle_backend() {
+    vct_kernels::with_backend(vct_kernels::KernelBackend::Candle, parity);
+}
+
+fn parity() {
     let fx = load_fixture("bninception");
     let model = Classifier::new(&ModelConfig::new(Arch::BnInception, 1000), &Device::Cpu).unwrap();
     let ours: Vec<String> = model.entries().into_iter().map(|e| e.name).collect();

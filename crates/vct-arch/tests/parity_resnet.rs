@@ -63,6 +63,14 @@ fn resnet50_nonsquare_matches_torchvision_via_mmpretrain_names() {
 }
 
 #[test]
+fn resnet50_nonsquare_matches_torchvision_on_the_candle_backend() {
+    // The stock-candle path of layers.rs (the fallback off f32 CPU) must agree too.
+    vct_kernels::with_backend(vct_kernels::KernelBackend::Candle, || {
+        parity(Arch::ResNet50, "resnet50_nonsquare", |k| k.to_string())
+    });
+}
+
+#[test]
 fn resnext50_32x4d_matches_torchvision() {
     parity(Arch::ResNeXt50_32x4d, "resnext50_32x4d", |k| k.to_string());
 }
