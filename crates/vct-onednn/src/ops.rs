@@ -1,0 +1,1 @@
+//! candle custom ops over the oneDNN functions (filled in below).
