@@ -39,3 +39,8 @@ pub trait Head: Send + Sync + std::fmt::Debug {
     /// Number of classes.
     fn num_classes(&self) -> usize;
 }
+
+/// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -90,7 +90,7 @@ fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
         return Ok(top);
     }
     // Training checkpoints (mmpretrain, timm train scripts) nest the weights.
-    for key in ["state_dict", "model", "state_dict_ema"] {
+    for key in ["state_dict", "model", "model_state_dict", "state_dict_ema"] {
         if let Ok(t) = candle_core::pickle::read_all_with_key(path, Some(key)) {
             if !t.is_empty() {
                 return Ok(t);
@@ -99,7 +99,7 @@ fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
     }
     Err(file_err(
         path,
-        "no tensors found (looked at the top level and under state_dict / model)",
+        "no tensors found (looked at the top level and under state_dict / model / model_state_dict)",
     ))
 }
 
@@ -125,6 +125,13 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>> {
             file_err(path, "neither a safetensors nor a PyTorch checkpoint (expected .safetensors, .pth or .pt)")
         }),
     }
+}
+
+/// Equal shapes once size-1 dimensions are dropped: BN-Inception files converted
+/// from Caffe store norm tensors as `[1, C]` where PyTorch now uses `[C]`.
+fn same_but_unit_dims(a: &[usize], b: &[usize]) -> bool {
+    let sq = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+    sq(a) == sq(b) && a.iter().product::<usize>() == b.iter().product::<usize>()
 }
 
 fn is_float(dt: DType) -> bool {
@@ -173,7 +180,7 @@ impl Classifier {
                             e.name,
                             t.dtype()
                         ));
-                    } else if t.dims() != want.as_slice() {
+                    } else if t.dims() != want.as_slice() && !same_but_unit_dims(t.dims(), &want) {
                         if head {
                             report.head_reinitialised.push(format!(
                                 "{}: file {:?}, model {:?}",
@@ -190,7 +197,7 @@ impl Classifier {
                             ));
                         }
                     } else {
-                        plan.push((e.var.clone(), t.clone()));
+                        plan.push((e.var.clone(), t.reshape(want)?));
                     }
                 }
                 None if head => report

@@ -1,6 +1,8 @@
 //! Weights I/O: save/load round trip, named-keys errors on wrong files, head
 //! re-initialisation, checkpoint key dialects, pretrained-file resolution.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -389,6 +391,82 @@ fn load_pretrained_goes_through_the_lookup() {
         max_abs_diff(
             &src.embed(&input, false).unwrap(),
             &dst.embed(&input, false).unwrap()
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn pytorch_pth_checkpoints_load_flat_and_nested() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = model(Arch::ResNet18, 3, 11);
+    src.forward(&x(), true).unwrap();
+    let mut sd = src.state_dict();
+    sd.push((
+        "bn1.num_batches_tracked".into(),
+        Tensor::new(&[7i64], &Device::Cpu)
+            .unwrap()
+            .reshape(())
+            .unwrap(),
+    ));
+    let input = x();
+    let want = src.forward(&input, false).unwrap();
+    // torchvision / timm: a flat state dict.
+    let flat = dir.path().join("resnet18.pth");
+    common::pth::save_pth(&flat, &sd, None);
+    let dst = model(Arch::ResNet18, 3, 12);
+    let r = dst.load_weights(&flat, LoadOptions::default()).unwrap();
+    assert!(r.is_clean() && r.head_reinitialised.is_empty(), "{r}");
+    assert_eq!(
+        max_abs_diff(&dst.forward(&input, false).unwrap(), &want),
+        0.0
+    );
+    // mmpretrain: {"meta": ..., "state_dict": {"backbone.conv1.weight", ..., "head.fc.weight"}}.
+    let mm: Vec<(String, Tensor)> = sd
+        .iter()
+        .map(|(k, v)| match k.strip_prefix("fc.") {
+            Some(r) => (format!("head.fc.{r}"), v.clone()),
+            None => (format!("backbone.{k}"), v.clone()),
+        })
+        .collect();
+    let nested = dir.path().join("mmpretrain.pth");
+    common::pth::save_pth(&nested, &mm, Some("state_dict"));
+    let dst = model(Arch::ResNet18, 3, 13);
+    let r = dst.load_weights(&nested, LoadOptions::default()).unwrap();
+    assert!(r.is_clean() && r.head_reinitialised.is_empty(), "{r}");
+    assert_eq!(
+        max_abs_diff(&dst.forward(&input, false).unwrap(), &want),
+        0.0
+    );
+}
+
+#[test]
+fn bn_tensors_stored_as_1xc_load() {
+    // The TSN / early pretrainedmodels BN-Inception files store BN tensors as [1, C].
+    let dir = tempfile::tempdir().unwrap();
+    let src = model(Arch::BnInception, 4, 1);
+    let sd: HashMap<String, Tensor> = src
+        .state_dict()
+        .into_iter()
+        .map(|(k, v)| {
+            if k.contains("_bn.") {
+                let c = v.dim(0).unwrap();
+                (k, v.reshape((1, c)).unwrap())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let path = dir.path().join("bn_inception.safetensors");
+    candle_core::safetensors::save(&sd, &path).unwrap();
+    let dst = model(Arch::BnInception, 4, 2);
+    let r = dst.load_weights(&path, LoadOptions::default()).unwrap();
+    assert!(r.is_clean() && r.head_reinitialised.is_empty(), "{r}");
+    let input = x();
+    assert_eq!(
+        max_abs_diff(
+            &dst.forward(&input, false).unwrap(),
+            &src.forward(&input, false).unwrap()
         ),
         0.0
     );
