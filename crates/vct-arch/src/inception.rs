@@ -11,7 +11,7 @@ use candle_core::Tensor;
 use crate::error::{ArchError, Result};
 use crate::layers::{self, BatchNorm2d, Conv2d, ConvCfg, Padding, SLIM_BN, TORCH_BN};
 use crate::params::{Init, Scope};
-use crate::Backbone;
+use crate::{Backbone, Tracer};
 
 /// Pooling of the fourth branch of a regular block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +109,14 @@ enum Role {
 }
 
 impl Layout {
+    /// Prefix shared by every tensor name of block `block`.
+    fn block_prefix(self, block: &str) -> String {
+        match self {
+            Layout::Pretrainedmodels => format!("inception_{block}_"),
+            Layout::TfSlim => format!("{block}."),
+        }
+    }
+
     /// Scope path of a conv in block `block` with `role`.
     fn conv_path(self, block: &str, role: Role, reduce: bool) -> String {
         match self {
@@ -223,6 +231,8 @@ impl ConvBn {
 /// their absence makes it a stride-2 reduction block.
 #[derive(Debug)]
 struct Block {
+    /// Parameter-name prefix (`inception_3a_` / `Mixed_3b.`).
+    prefix: String,
     one: Option<ConvBn>,
     three: [ConvBn; 2],
     double: [ConvBn; 3],
@@ -382,6 +392,7 @@ impl Inception {
                     let (b1, b3, d3, proj) =
                         (d(b1), (d(b3.0), d(b3.1)), (d(d3.0), d(d3.1)), d(proj));
                     blocks.push(Block {
+                        prefix: layout.block_prefix(name),
                         one: Some(mk(name, Role::One, false, cin, b1, 1, 1)?),
                         three: [
                             mk(name, Role::ThreeReduce, false, cin, b3.0, 1, 1)?,
@@ -399,6 +410,7 @@ impl Inception {
                 BlockSpec::Reduce { name, b3, d3 } => {
                     let (b3, d3) = ((d(b3.0), d(b3.1)), (d(d3.0), d(d3.1)));
                     blocks.push(Block {
+                        prefix: layout.block_prefix(name),
                         one: None,
                         three: [
                             mk(name, Role::ThreeReduce, true, cin, b3.0, 1, 1)?,
@@ -462,15 +474,34 @@ impl Inception {
 
     /// Feature map of the last block (`inception_5b` / `Mixed_5c` concat).
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.features_traced(x, train, &mut |_, _, _| {})
+    }
+
+    /// [`Inception::features`], reporting each layer's name, parameter-name
+    /// prefixes and output to `trace`.
+    pub fn features_traced(
+        &self,
+        x: &Tensor,
+        train: bool,
+        trace: &mut Tracer<'_>,
+    ) -> Result<Tensor> {
         let mut x = match &self.stem {
             Stem::Bn {
                 conv1,
                 conv2_reduce,
                 conv2,
             } => {
-                let x = self.down_pool(&conv1.forward(x, train)?)?;
-                let x = conv2.forward(&conv2_reduce.forward(&x, train)?, train)?;
-                self.down_pool(&x)?
+                let x = conv1.forward(x, train)?;
+                trace("conv1_7x7_s2", &["conv1_7x7_s2"], &x);
+                let x = self.down_pool(&x)?;
+                trace("pool1_3x3_s2", &[], &x);
+                let x = conv2_reduce.forward(&x, train)?;
+                trace("conv2_3x3_reduce", &["conv2_3x3_reduce"], &x);
+                let x = conv2.forward(&x, train)?;
+                trace("conv2_3x3", &["conv2_3x3.", "conv2_3x3_bn."], &x);
+                let x = self.down_pool(&x)?;
+                trace("pool2_3x3_s2", &[], &x);
+                x
             }
             Stem::Slim {
                 depthwise,
@@ -479,9 +510,16 @@ impl Inception {
                 conv2c,
             } => {
                 let x = layers::relu(&pointwise.forward(&depthwise.forward(x, train)?, train)?)?;
+                trace("Conv2d_1a_7x7", &["Conv2d_1a_7x7."], &x);
                 let x = self.down_pool(&x)?;
-                let x = conv2c.forward(&conv2b.forward(&x, train)?, train)?;
-                self.down_pool(&x)?
+                trace("MaxPool_2a_3x3", &[], &x);
+                let x = conv2b.forward(&x, train)?;
+                trace("Conv2d_2b_1x1", &["Conv2d_2b_1x1."], &x);
+                let x = conv2c.forward(&x, train)?;
+                trace("Conv2d_2c_3x3", &["Conv2d_2c_3x3."], &x);
+                let x = self.down_pool(&x)?;
+                trace("MaxPool_3a_3x3", &[], &x);
+                x
             }
         };
         for block in &self.blocks {
@@ -500,6 +538,11 @@ impl Inception {
                 None => self.reduce_pool(&x)?,
             });
             x = Tensor::cat(&outs, 1)?;
+            trace(
+                block.prefix.trim_end_matches(['_', '.']),
+                &[&block.prefix],
+                &x,
+            );
         }
         Ok(x)
     }
@@ -512,5 +555,9 @@ impl Backbone for Inception {
 
     fn out_dim(&self) -> usize {
         self.out_dim
+    }
+
+    fn forward_traced(&self, x: &Tensor, train: bool, trace: &mut Tracer<'_>) -> Result<Tensor> {
+        layers::global_avg_pool(&self.features_traced(x, train, trace)?)
     }
 }

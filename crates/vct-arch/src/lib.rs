@@ -20,9 +20,13 @@ use candle_core::Tensor;
 pub use error::{ArchError, Result};
 pub use heads::{LinearHead, NormEmbedHead};
 pub use inception::{Inception, InceptionConfig};
-pub use model::{Arch, Classifier, Family, HeadKind, ModelConfig};
+pub use model::{Arch, Classifier, Family, HeadKind, LayerRow, ModelConfig};
 pub use resnet::{ResNet, ResNetConfig};
 pub use weights::{LoadOptions, LoadReport, WeightsLookup};
+
+/// Callback of a traced forward pass: layer name, the name prefixes of its
+/// parameters, its output.
+pub type Tracer<'a> = dyn FnMut(&str, &[&str], &Tensor) + 'a;
 
 /// A feature extractor: NCHW f32 batch → embeddings `[N, out_dim()]`.
 pub trait Backbone: Send + Sync + std::fmt::Debug {
@@ -30,6 +34,12 @@ pub trait Backbone: Send + Sync + std::fmt::Debug {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor>;
     /// Embedding width.
     fn out_dim(&self) -> usize;
+    /// [`Backbone::forward`], reporting each layer's output to `trace`
+    /// (for layer tables); the default reports nothing.
+    fn forward_traced(&self, x: &Tensor, train: bool, trace: &mut Tracer<'_>) -> Result<Tensor> {
+        let _ = trace;
+        self.forward(x, train)
+    }
 }
 
 /// A classifier head: embeddings `[N, D]` → logits `[N, num_classes()]`.

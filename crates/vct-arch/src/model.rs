@@ -201,6 +201,17 @@ impl ModelConfig {
     }
 }
 
+/// One row of [`Classifier::layer_table`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRow {
+    /// Layer (or block) name.
+    pub name: String,
+    /// Output shape for a batch of one.
+    pub shape: Vec<usize>,
+    /// Trainable parameters of the layer.
+    pub params: usize,
+}
+
 /// Backbone + head over one named, seeded parameter store.
 pub struct Classifier {
     config: ModelConfig,
@@ -390,6 +401,48 @@ impl Classifier {
     /// The device of the model's tensors.
     pub fn device(&self) -> &Device {
         self.store.device()
+    }
+
+    /// One row per layer for an input of `h`×`w`: name, output shape (batch 1,
+    /// eval mode) and number of trainable parameters; the last row is the head.
+    pub fn layer_table(&self, h: usize, w: usize) -> Result<Vec<LayerRow>> {
+        let x = Tensor::zeros((1, 3, h, w), DType::F32, self.device())?;
+        Self::check_input(&x)?;
+        let entries: Vec<Entry> = self
+            .store
+            .entries()
+            .into_iter()
+            .filter(|e| e.trainable)
+            .collect();
+        let count = |prefixes: &[&str]| -> usize {
+            entries
+                .iter()
+                .filter(|e| prefixes.iter().any(|p| e.name.starts_with(p)))
+                .map(|e| e.var.elem_count())
+                .sum()
+        };
+        let mut rows = Vec::new();
+        let emb = self
+            .backbone
+            .forward_traced(&x, false, &mut |name, prefixes, t| {
+                rows.push(LayerRow {
+                    name: name.to_string(),
+                    shape: t.dims().to_vec(),
+                    params: count(prefixes),
+                });
+            })?;
+        rows.push(LayerRow {
+            name: "global_avg_pool".into(),
+            shape: emb.dims().to_vec(),
+            params: 0,
+        });
+        let logits = self.head.forward(&emb, false)?;
+        rows.push(LayerRow {
+            name: "head".into(),
+            shape: logits.dims().to_vec(),
+            params: self.head_params().iter().map(|(_, v)| v.elem_count()).sum(),
+        });
+        Ok(rows)
     }
 
     /// Every tensor by name, detached (for saving).

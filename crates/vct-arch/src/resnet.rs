@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use crate::error::{ArchError, Result};
 use crate::layers::{self, BatchNorm2d, Conv2d, ConvCfg, DropPath, TORCH_BN};
 use crate::params::Scope;
-use crate::Backbone;
+use crate::{Backbone, Tracer};
 
 const BN_EPS: f64 = 1e-5;
 
@@ -267,13 +267,28 @@ impl ResNet {
 
     /// Feature map before pooling, `[N, out_dim, H/32, W/32]`.
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.features_traced(x, train, &mut |_, _, _| {})
+    }
+
+    /// [`ResNet::features`], reporting each layer's name, parameter-name
+    /// prefixes and output to `trace`.
+    pub fn features_traced(
+        &self,
+        x: &Tensor,
+        train: bool,
+        trace: &mut Tracer<'_>,
+    ) -> Result<Tensor> {
         let x = self
             .bn1
             .forward_relu(&self.conv1.forward(x, train)?, train)?;
+        trace("conv1+bn1+relu", &["conv1.", "bn1."], &x);
         let mut x = layers::max_pool2d(&x, (3, 3), (2, 2), (1, 1), false)?;
-        for stage in &self.stages {
-            for block in stage {
+        trace("maxpool", &[], &x);
+        for (si, stage) in self.stages.iter().enumerate() {
+            for (bi, block) in stage.iter().enumerate() {
                 x = block.forward(&x, train)?;
+                let name = format!("layer{}.{bi}", si + 1);
+                trace(&name, &[&format!("{name}.")], &x);
             }
         }
         Ok(x)
@@ -287,5 +302,9 @@ impl Backbone for ResNet {
 
     fn out_dim(&self) -> usize {
         self.out_dim
+    }
+
+    fn forward_traced(&self, x: &Tensor, train: bool, trace: &mut Tracer<'_>) -> Result<Tensor> {
+        layers::global_avg_pool(&self.features_traced(x, train, trace)?)
     }
 }

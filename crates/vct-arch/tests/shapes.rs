@@ -172,3 +172,23 @@ fn bninception_parameter_count_matches_pretrainedmodels_state_dict() {
     assert_eq!(m.num_params(), want);
     eprintln!("BN-Inception parameters: {want}");
 }
+
+#[test]
+fn layer_tables_cover_every_parameter() {
+    for (arch, side, last_block, last_shape) in [
+        (Arch::ResNet50, 224, "layer4.2", vec![1, 2048, 7, 7]),
+        (Arch::BnInception, 224, "inception_5b", vec![1, 1024, 7, 7]),
+        (Arch::InceptionV2, 224, "Mixed_5c", vec![1, 1024, 7, 7]),
+    ] {
+        let m = Classifier::new(&ModelConfig::new(arch, 10), &Device::Cpu).unwrap();
+        let rows = m.layer_table(side, side).unwrap();
+        let total: usize = rows.iter().map(|r| r.params).sum();
+        assert_eq!(total, m.num_params(), "{arch}");
+        let last = rows
+            .iter()
+            .find(|r| r.name == last_block)
+            .unwrap_or_else(|| panic!("{arch}: no {last_block}"));
+        assert_eq!(last.shape, last_shape, "{arch}");
+        assert_eq!(rows.last().unwrap().shape, vec![1, 10]);
+    }
+}
