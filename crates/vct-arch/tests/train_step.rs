@@ -170,3 +170,67 @@ fn same_seed_same_model() {
     let c = snapshot(&Classifier::new(&ModelConfig { seed: 1, ..cfg }, &Device::Cpu).unwrap());
     assert_ne!(a, c);
 }
+
+#[test]
+fn drop_path_is_random_in_training_only() {
+    let mut cfg = ModelConfig::new(Arch::ResNet18, 3);
+    cfg.drop_path_rate = 0.5;
+    let model = Classifier::new(&cfg, &Device::Cpu).unwrap();
+    let (x, _) = batch(4, 32, 3);
+    let a = model.forward(&x, true).unwrap();
+    let b = model.forward(&x, true).unwrap();
+    let d: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(d > 0.0, "two training passes drew the same drop-path masks");
+    // Same seed, same sequence of masks.
+    let twin = Classifier::new(&cfg, &Device::Cpu).unwrap();
+    let a = model.forward(&x, true).unwrap();
+    let _ = twin.forward(&x, true).unwrap();
+    let _ = twin.forward(&x, true).unwrap();
+    let b = twin.forward(&x, true).unwrap();
+    let d: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(d < 1e-3, "same seed gave different drop-path masks: {d}");
+}
+
+#[test]
+fn flip_averaged_embedding_of_a_mirror_symmetric_image_is_its_embedding() {
+    let model = Classifier::new(&ModelConfig::new(Arch::ResNet18, 2), &Device::Cpu).unwrap();
+    let half = Tensor::randn(0f32, 1.0, (1, 3, 32, 16), &Device::Cpu).unwrap();
+    let idx = Tensor::new((0..16u32).rev().collect::<Vec<_>>(), &Device::Cpu).unwrap();
+    let x = Tensor::cat(&[half.clone(), half.index_select(&idx, 3).unwrap()], 3).unwrap();
+    let e = model.embed(&x, false).unwrap();
+    let f = model.embed_flip_avg(&x, false).unwrap();
+    let d: f32 = (e - f)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(d < 1e-4, "{d}");
+    // And for an asymmetric image it differs from the plain embedding.
+    let y = Tensor::randn(0f32, 1.0, (1, 3, 32, 32), &Device::Cpu).unwrap();
+    let d: f32 = (model.embed(&y, false).unwrap() - model.embed_flip_avg(&y, false).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(d > 1e-4);
+}
