@@ -6,6 +6,8 @@
 //! load checkpoints with [`Classifier::load_weights`] and save with
 //! [`Classifier::save`].
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod heads;
 pub mod inception;
