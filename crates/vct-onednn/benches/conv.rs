@@ -1,1 +1,130 @@
-fn main() {}
+//! oneDNN convolution forward + backward against candle's `conv2d`, on the layer shapes of
+//! ResNet-50 at 64×64 input, batch 16.
+//!
+//! For each layer: `candle` is stock `Tensor::conv2d` forward plus autograd backward
+//! (input and weight gradients); `onednn-op` is the same through `vct_onednn::ops::conv2d`;
+//! `onednn-raw` calls the three safe functions directly (forward, backward-data,
+//! backward-weights) on preallocated buffers, in blocked and in plain layouts.
+//! Needs `--features link`; without it the bench only says so.
+//!
+//! `cargo bench -p vct-onednn --features link --bench conv`
+
+use candle_core::{Device, Tensor, Var};
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use std::time::Duration;
+use vct_onednn::Conv2dShape;
+
+/// (name, c_in, hw, c_out, k, stride): ResNet-50's distinct conv shapes at 64×64 input.
+const LAYERS: &[(&str, usize, usize, usize, usize, usize)] = &[
+    ("stem 7x7/2 3-64 @64", 3, 64, 64, 7, 2),
+    ("l1 1x1 64-64 @16", 64, 16, 64, 1, 1),
+    ("l1 3x3 64-64 @16", 64, 16, 64, 3, 1),
+    ("l1 1x1 64-256 @16", 64, 16, 256, 1, 1),
+    ("l2 1x1 256-128 @16", 256, 16, 128, 1, 1),
+    ("l2 3x3/2 128-128 @16", 128, 16, 128, 3, 2),
+    ("l2 3x3 128-128 @8", 128, 8, 128, 3, 1),
+    ("l2 1x1 128-512 @8", 128, 8, 512, 1, 1),
+    ("l2 down 1x1/2 256-512 @16", 256, 16, 512, 1, 2),
+    ("l3 3x3 256-256 @4", 256, 4, 256, 3, 1),
+    ("l4 3x3 512-512 @2", 512, 2, 512, 3, 1),
+];
+
+const BATCH: usize = 16;
+
+fn shape(
+    &(_, c_in, hw, c_out, k, stride): &(&str, usize, usize, usize, usize, usize),
+) -> Conv2dShape {
+    Conv2dShape {
+        n: BATCH,
+        c_in,
+        h: hw,
+        w: hw,
+        c_out,
+        kh: k,
+        kw: k,
+        stride: (stride, stride),
+        pad: (k / 2, k / 2),
+        groups: 1,
+    }
+}
+
+fn data(len: usize, seed: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i * 7919 + seed) % 1000) as f32 / 500.0) - 1.0)
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    if !vct_onednn::available() {
+        eprintln!(
+            "vct-onednn built without `--features link` (or no oneDNN engine): nothing to bench"
+        );
+        return;
+    }
+    let dev = Device::Cpu;
+    let mut g = c.benchmark_group("conv fwd+bwd, ResNet-50 64x64 b16");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for layer in LAYERS {
+        let s = shape(layer);
+        let name = layer.0;
+        let x = data(s.src_len(), 1);
+        let w: Vec<f32> = data(s.weights_len(), 2).iter().map(|v| v * 0.05).collect();
+        let dy = data(s.dst_len(), 3);
+
+        let xt =
+            Var::from_tensor(&Tensor::from_vec(x.clone(), (s.n, s.c_in, s.h, s.w), &dev).unwrap())
+                .unwrap();
+        let wt = Var::from_tensor(
+            &Tensor::from_vec(w.clone(), (s.c_out, s.c_in, s.kh, s.kw), &dev).unwrap(),
+        )
+        .unwrap();
+        let dyt = Tensor::from_vec(dy.clone(), (s.n, s.c_out, s.out_h(), s.out_w()), &dev).unwrap();
+
+        g.bench_function(format!("{name} candle"), |b| {
+            b.iter(|| {
+                let y = xt
+                    .as_tensor()
+                    .conv2d(wt.as_tensor(), s.pad.0, s.stride.0, 1, 1)
+                    .unwrap();
+                black_box((y * &dyt).unwrap().sum_all().unwrap().backward().unwrap());
+            })
+        });
+        g.bench_function(format!("{name} onednn-op"), |b| {
+            b.iter(|| {
+                let y = vct_onednn::ops::conv2d(
+                    xt.as_tensor(),
+                    wt.as_tensor(),
+                    None,
+                    s.stride,
+                    s.pad,
+                    1,
+                )
+                .unwrap();
+                black_box((y * &dyt).unwrap().sum_all().unwrap().backward().unwrap());
+            })
+        });
+        for blocked in [true, false] {
+            vct_onednn::set_blocked_conv_layout(blocked);
+            let mut y = vec![0f32; s.dst_len()];
+            let mut dx = vec![0f32; s.src_len()];
+            let mut dw = vec![0f32; s.weights_len()];
+            let tag = if blocked { "blocked" } else { "plain" };
+            g.bench_function(format!("{name} onednn-raw-{tag}"), |b| {
+                b.iter(|| {
+                    vct_onednn::conv2d_forward(&s, &x, &w, None, &mut y).unwrap();
+                    vct_onednn::conv2d_backward_data(&s, &w, &dy, &mut dx).unwrap();
+                    vct_onednn::conv2d_backward_weights(&s, &x, &dy, &mut dw, None).unwrap();
+                    black_box((&y, &dx, &dw));
+                })
+            });
+        }
+        vct_onednn::set_blocked_conv_layout(true);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
