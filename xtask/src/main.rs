@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod arch;
+mod bench_train;
 mod hparams_cmds;
 mod schedule;
 
@@ -29,6 +31,24 @@ enum Command {
     Validate(hparams_cmds::ValidateArgs),
     /// Print a template's learning-rate schedule (key points) and plot it as SVG.
     Schedule(schedule::ScheduleArgs),
+    /// Print an architecture's layer table: output shapes and parameter counts.
+    Arch(arch::ArchArgs),
+    /// Measure speed and peak memory (`train`: training and inference steps).
+    Bench(BenchArgs),
+}
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    #[command(subcommand)]
+    target: BenchTarget,
+}
+
+/// What `cargo xtask bench` measures.
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// Training / inference images/s and peak memory: stock candle ops vs vct-kernels.
+    Train(bench_train::TrainArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +59,10 @@ fn main() -> std::process::ExitCode {
         Command::Params(args) => hparams_cmds::params(args),
         Command::Validate(args) => hparams_cmds::validate(args),
         Command::Schedule(args) => schedule::schedule(args),
+        Command::Arch(args) => arch::run(args),
+        Command::Bench(args) => match args.target {
+            BenchTarget::Train(a) => bench_train::run(a),
+        },
     };
     match result {
         Ok(code) => code,

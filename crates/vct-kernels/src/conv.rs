@@ -756,25 +756,87 @@ mod tests {
         Ok(())
     }
 
+    /// Output and both gradients against candle's own `conv2d` and its backward.
+    fn compare_with_candle(
+        rng: &mut Rng,
+        xd: [usize; 4],
+        cout: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        groups: usize,
+    ) -> candle_core::Result<()> {
+        let x = Var::from_tensor(&rng.tensor(&xd))?;
+        let w = Var::from_tensor(&(rng.tensor(&[cout, xd[1] / groups, k, k]) * 0.2)?)?;
+        let ours = conv2d(x.as_tensor(), w.as_tensor(), None, (s, s), (p, p), groups)?;
+        let stock = x.as_tensor().conv2d(w.as_tensor(), p, s, 1, groups)?;
+        let r = rng.tensor(stock.dims());
+        let go = (&ours * &r)?.sum_all()?.backward()?;
+        let gs = (&stock * &r)?.sum_all()?.backward()?;
+        let flat = |t: Option<&Tensor>| -> candle_core::Result<Vec<f32>> {
+            t.ok_or_else(|| candle_core::Error::Msg("missing gradient".into()))?
+                .flatten_all()?
+                .to_vec1()
+        };
+        let case = format!("{xd:?} -> {cout} k{k} s{s} p{p} g{groups}");
+        let dy = max_rel_diff(
+            &ours.flatten_all()?.to_vec1()?,
+            &stock.flatten_all()?.to_vec1()?,
+        );
+        let dx = max_rel_diff(&flat(go.get(x.as_tensor()))?, &flat(gs.get(x.as_tensor()))?);
+        let dw = max_rel_diff(&flat(go.get(w.as_tensor()))?, &flat(gs.get(w.as_tensor()))?);
+        assert!(
+            dy < 1e-4 && dx < 1e-4 && dw < 1e-4,
+            "{case}: y {dy:.1e} dx {dx:.1e} dw {dw:.1e}"
+        );
+        Ok(())
+    }
+
     #[test]
     fn agrees_with_candle_conv2d() -> candle_core::Result<()> {
         let mut rng = Rng::new(22);
         for (xd, cout, k, s, p, groups) in cases() {
-            if s.0 != s.1 || p.0 != p.1 {
+            if s.0 != s.1 || p.0 != p.1 || k.0 != k.1 {
                 continue; // candle's conv2d takes one stride and one padding
             }
-            let x = rng.tensor(&xd);
-            let w = rng.tensor(&[cout, xd[1] / groups, k.0, k.1]);
-            let ours = conv2d(&x, &w, None, s, p, groups)?;
-            let stock = x.conv2d(&w, p.0, s.0, 1, groups)?;
-            let d = max_rel_diff(
-                &ours.flatten_all()?.to_vec1()?,
-                &stock.flatten_all()?.to_vec1()?,
-            );
-            assert!(
-                d < 1e-4,
-                "{xd:?} k {k:?} g {groups}: differs from candle by {d}"
-            );
+            if s.0 > 1 && xd[2] != xd[3] {
+                // candle 0.11's conv2d backward sizes the input gradient from the height
+                // alone (output padding of dim 2 used for both), so it fails here; the
+                // f64 reference test covers these shapes.
+                continue;
+            }
+            compare_with_candle(&mut rng, xd, cout, k.0, s.0, p.0, groups)?;
+        }
+        Ok(())
+    }
+
+    /// Every convolution shape of ResNet-50 and ResNeXt-50 32x4d (torchvision layout,
+    /// stride on the 3×3), at a 32×32 input so the test stays fast.
+    #[test]
+    fn every_resnet50_and_resnext50_layer_shape_agrees_with_candle() -> candle_core::Result<()> {
+        let mut rng = Rng::new(26);
+        let n = 2;
+        compare_with_candle(&mut rng, [n, 3, 32, 32], 64, 7, 2, 3, 1)?;
+        for (groups, base_width) in [(1usize, 64usize), (32, 4)] {
+            let (mut cin, mut hw) = (64usize, 8usize);
+            for (stage, blocks) in [3usize, 4, 6, 3].into_iter().enumerate() {
+                let planes = 64 << stage;
+                let width = planes * base_width / 64 * groups;
+                let cout = planes * 4;
+                // Two blocks cover every shape: the first (stride, downsample), the rest.
+                for b in 0..blocks.min(2) {
+                    let s = if stage > 0 && b == 0 { 2 } else { 1 };
+                    compare_with_candle(&mut rng, [n, cin, hw, hw], width, 1, 1, 0, 1)?;
+                    compare_with_candle(&mut rng, [n, width, hw, hw], width, 3, s, 1, groups)?;
+                    let out_hw = (hw - 1) / s + 1;
+                    compare_with_candle(&mut rng, [n, width, out_hw, out_hw], cout, 1, 1, 0, 1)?;
+                    if b == 0 {
+                        compare_with_candle(&mut rng, [n, cin, hw, hw], cout, 1, s, 0, 1)?;
+                    }
+                    cin = cout;
+                    hw = out_hw;
+                }
+            }
         }
         Ok(())
     }

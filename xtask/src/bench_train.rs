@@ -1,0 +1,264 @@
+//! `cargo xtask bench train`: training and inference images/s and peak memory of the
+//! architectures, stock candle ops vs the vct-kernels backend.
+//!
+//! Each configuration (architecture × batch×size × backend × mode) runs in its own child
+//! process, so its peak resident memory (`VmHWM` in `/proc/self/status`) is its own.
+//! A training step is forward + cross-entropy + backward + SGD-momentum update, as
+//! `bench/torch_train_step.py` does in PyTorch; inference is `forward(x, train=false)`
+//! on detached weights. Times are medians of the timed steps after warm-up.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context};
+use candle_core::{Device, Tensor, Var};
+use vct_arch::{Arch, Classifier, ModelConfig};
+use vct_kernels::{with_backend, KernelBackend};
+
+/// Arguments of `cargo xtask bench train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Architectures (comma separated): resnet50, resnext50_32x4d, bninception, inception_v2, ...
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "resnet50,resnext50_32x4d"
+    )]
+    pub arch: Vec<String>,
+    /// Batch×size pairs (comma separated), e.g. `16x64,8x224`.
+    #[arg(long, value_delimiter = ',', default_value = "16x64,8x224")]
+    pub shape: Vec<String>,
+    /// Backends (comma separated): `candle` (stock ops), `rust` (vct-kernels).
+    #[arg(long, value_delimiter = ',', default_value = "candle,rust")]
+    pub backend: Vec<String>,
+    /// What to time (comma separated): `train`, `infer`.
+    #[arg(long, value_delimiter = ',', default_value = "train,infer")]
+    pub mode: Vec<String>,
+    /// Timed steps per configuration (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Number of classes of the head.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Write the results as JSON lines to this file as well.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Internal: run one configuration in this process and print one JSON line.
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+/// One configuration to measure.
+#[derive(Debug, Clone)]
+struct Config {
+    arch: Arch,
+    batch: usize,
+    size: usize,
+    backend: KernelBackend,
+    train: bool,
+}
+
+/// Runs the benchmark (or, with `--child`, one configuration of it).
+pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    if args.steps == 0 {
+        bail!("--steps is 0, expected at least 1 timed step");
+    }
+    let configs = configs(&args)?;
+    if args.child {
+        let cfg = configs
+            .first()
+            .ok_or_else(|| anyhow!("--child needs exactly one configuration"))?;
+        let (img_s, step_ms) = measure(cfg, args.steps, args.classes)?;
+        let peak = peak_rss_mib()?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "arch": cfg.arch.name(), "batch": cfg.batch, "size": cfg.size,
+                "backend": backend_name(cfg.backend), "mode": mode_name(cfg.train),
+                "images_per_s": img_s, "median_step_ms": step_ms, "peak_rss_mib": peak,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let exe = std::env::current_exe().context("cannot find the xtask executable")?;
+    let mut lines = Vec::new();
+    println!(
+        "{:<16} {:>9} {:<7} {:<6} {:>9} {:>11} {:>10}",
+        "arch", "batch×px", "backend", "mode", "img/s", "step ms", "peak MiB"
+    );
+    for cfg in &configs {
+        let out = Command::new(&exe)
+            .args(["bench", "train", "--child"])
+            .args(["--arch", cfg.arch.name()])
+            .args(["--shape", &format!("{}x{}", cfg.batch, cfg.size)])
+            .args(["--backend", backend_name(cfg.backend)])
+            .args(["--mode", mode_name(cfg.train)])
+            .args(["--steps", &args.steps.to_string()])
+            .args(["--classes", &args.classes.to_string()])
+            .output()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().unwrap_or_default().to_string();
+        let row: serde_json::Value = match (out.status.success(), serde_json::from_str(&line)) {
+            (true, Ok(v)) => v,
+            _ => {
+                eprintln!(
+                    "{} {}x{} {} {}: failed: {}",
+                    cfg.arch.name(),
+                    cfg.batch,
+                    cfg.size,
+                    backend_name(cfg.backend),
+                    mode_name(cfg.train),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                continue;
+            }
+        };
+        println!(
+            "{:<16} {:>9} {:<7} {:<6} {:>9.2} {:>11.1} {:>10.0}",
+            cfg.arch.name(),
+            format!("{}x{}", cfg.batch, cfg.size),
+            backend_name(cfg.backend),
+            mode_name(cfg.train),
+            row["images_per_s"].as_f64().unwrap_or(f64::NAN),
+            row["median_step_ms"].as_f64().unwrap_or(f64::NAN),
+            row["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        );
+        lines.push(line);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, lines.join("\n") + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if lines.len() == configs.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn backend_name(b: KernelBackend) -> &'static str {
+    match b {
+        KernelBackend::Candle => "candle",
+        KernelBackend::Rust => "rust",
+    }
+}
+
+fn mode_name(train: bool) -> &'static str {
+    if train {
+        "train"
+    } else {
+        "infer"
+    }
+}
+
+fn configs(args: &TrainArgs) -> anyhow::Result<Vec<Config>> {
+    let mut shapes = Vec::new();
+    for s in &args.shape {
+        let (b, px) = s
+            .split_once('x')
+            .ok_or_else(|| anyhow!("--shape {s:?}: expected BATCHxSIZE, e.g. 16x64"))?;
+        let batch: usize = b.parse().with_context(|| format!("--shape {s:?}: batch"))?;
+        let size: usize = px.parse().with_context(|| format!("--shape {s:?}: size"))?;
+        if batch == 0 || size < 32 {
+            bail!("--shape {s:?}: expected batch ≥ 1 and size ≥ 32");
+        }
+        shapes.push((batch, size));
+    }
+    let mut backends = Vec::new();
+    for b in &args.backend {
+        backends.push(
+            KernelBackend::parse(b)
+                .ok_or_else(|| anyhow!("--backend {b:?}: expected `candle` or `rust`"))?,
+        );
+    }
+    let mut modes = Vec::new();
+    for m in &args.mode {
+        modes.push(match m.as_str() {
+            "train" => true,
+            "infer" => false,
+            _ => bail!("--mode {m:?}: expected `train` or `infer`"),
+        });
+    }
+    let mut out = Vec::new();
+    for a in &args.arch {
+        let arch = Arch::from_name(a)?;
+        for &(batch, size) in &shapes {
+            for &train in &modes {
+                for &backend in &backends {
+                    out.push(Config {
+                        arch,
+                        batch,
+                        size,
+                        backend,
+                        train,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Times `steps` steps after one warm-up; returns (images/s, median step ms).
+fn measure(cfg: &Config, steps: usize, classes: usize) -> anyhow::Result<(f64, f64)> {
+    let dev = Device::Cpu;
+    let model = Classifier::new(&ModelConfig::new(cfg.arch, classes), &dev)?;
+    let x = Tensor::randn(0f32, 1., (cfg.batch, 3, cfg.size, cfg.size), &dev)?;
+    let labels: Vec<u32> = (0..cfg.batch as u32).map(|i| i % classes as u32).collect();
+    let labels = Tensor::new(labels.as_slice(), &dev)?;
+    let params: Vec<Var> = model
+        .backbone_params()
+        .into_iter()
+        .chain(model.head_params())
+        .map(|(_, v)| v)
+        .collect();
+    let mut momentum: Vec<Option<Tensor>> = vec![None; params.len()];
+    let mut times = Vec::with_capacity(steps);
+    with_backend(cfg.backend, || -> anyhow::Result<()> {
+        for i in 0..=steps {
+            let t = Instant::now();
+            if cfg.train {
+                let logits = model.forward(&x, true)?;
+                let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+                let grads = loss.backward()?;
+                // SGD with momentum 0.9, lr 0.01, as torch.optim.SGD.
+                for (p, buf) in params.iter().zip(momentum.iter_mut()) {
+                    let Some(g) = grads.get(p.as_tensor()) else {
+                        continue;
+                    };
+                    let b = match buf.take() {
+                        Some(b) => ((b * 0.9)? + g)?,
+                        None => g.clone(),
+                    };
+                    p.set(&(p.as_tensor() - (&b * 0.01)?)?)?;
+                    *buf = Some(b);
+                }
+                loss.to_scalar::<f32>()?;
+            } else {
+                let logits = model.forward(&x, false)?;
+                logits.sum_all()?.to_scalar::<f32>()?;
+            }
+            if i > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        Ok(())
+    })?;
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    Ok((cfg.batch as f64 / median, median * 1e3))
+}
+
+/// Peak resident memory of this process in MiB (`VmHWM`).
+fn peak_rss_mib() -> anyhow::Result<f64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmHWM line in /proc/self/status"))?;
+    Ok(kib / 1024.0)
+}
