@@ -168,6 +168,8 @@ thread_local! {
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Per-thread column-gradient buffer (before col2im), reused across calls.
     static DCOL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread buffer for a block's output or output gradient as one matrix.
+    static TMP: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's buffer from `key`, grown to at least `len` elements.
@@ -260,8 +262,9 @@ fn valid_range(out: usize, s: usize, k: usize, p: usize, n: usize) -> (usize, us
     (lo.min(hi), hi)
 }
 
-/// Writes the column matrix of one image: row `(c, ki, kj)`, column `(oy, ox)`.
-fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
+/// Writes the columns of one image into `col` (row stride `ld`, starting at column
+/// `off`): row `(c, ki, kj)`, column `off + oy·Wo + ox`.
+fn im2col(g: &Geom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
     let op = g.out_plane();
     let mut row = 0;
     for c in 0..g.cin {
@@ -270,7 +273,7 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
             let (ylo, yhi) = valid_range(g.oh, g.sh, ki, g.ph, g.h);
             for kj in 0..g.kw {
                 let (xlo, xhi) = valid_range(g.ow, g.sw, kj, g.pw, g.w);
-                let dst = &mut col[row * op..(row + 1) * op];
+                let dst = &mut col[row * ld + off..row * ld + off + op];
                 for oy in 0..g.oh {
                     let d = &mut dst[oy * g.ow..(oy + 1) * g.ow];
                     if oy < ylo || oy >= yhi || xlo >= xhi {
@@ -296,9 +299,9 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
     }
 }
 
-/// Adds the column gradient of one image back onto its input gradient (`dx` is zeroed).
-fn col2im(g: &Geom, dcol: &[f32], dx: &mut [f32]) {
-    let op = g.out_plane();
+/// Adds one image's column gradient (row stride `ld`, from column `off`) onto its input
+/// gradient `dx`.
+fn col2im(g: &Geom, dcol: &[f32], ld: usize, off: usize, dx: &mut [f32]) {
     let mut row = 0;
     for c in 0..g.cin {
         let dc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -306,7 +309,7 @@ fn col2im(g: &Geom, dcol: &[f32], dx: &mut [f32]) {
             let (ylo, yhi) = valid_range(g.oh, g.sh, ki, g.ph, g.h);
             for kj in 0..g.kw {
                 let (xlo, xhi) = valid_range(g.ow, g.sw, kj, g.pw, g.w);
-                let src = &dcol[row * op..(row + 1) * op];
+                let src = &dcol[row * ld + off..row * ld + off + g.out_plane()];
                 row += 1;
                 if xlo >= xhi {
                     continue;
@@ -331,13 +334,51 @@ fn col2im(g: &Geom, dcol: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// How to split images over threads: chunk size and the GEMM's own parallelism.
-fn schedule(n: usize) -> (usize, Parallelism) {
+/// Copies `nb` images of `rows × plane` (NCHW-like) into one `rows × (nb·plane)` matrix.
+fn pack(src: &[f32], nb: usize, rows: usize, plane: usize, dst: &mut [f32]) {
+    let ld = nb * plane;
+    for i in 0..nb {
+        for r in 0..rows {
+            let s = &src[(i * rows + r) * plane..(i * rows + r + 1) * plane];
+            dst[r * ld + i * plane..r * ld + (i + 1) * plane].copy_from_slice(s);
+        }
+    }
+}
+
+/// The inverse of [`pack`]: scatters (or, with `add`, accumulates) the matrix back.
+fn unpack(src: &[f32], nb: usize, rows: usize, plane: usize, dst: &mut [f32], add: bool) {
+    let ld = nb * plane;
+    for i in 0..nb {
+        for r in 0..rows {
+            let s = &src[r * ld + i * plane..r * ld + (i + 1) * plane];
+            let d = &mut dst[(i * rows + r) * plane..(i * rows + r + 1) * plane];
+            if add {
+                for (o, v) in d.iter_mut().zip(s) {
+                    *o += *v;
+                }
+            } else {
+                d.copy_from_slice(s);
+            }
+        }
+    }
+}
+
+/// Columns a GEMM should have at least to run near full speed; small late-stage
+/// feature maps (2×2 at 64×64 input) are batched over images up to this width.
+const TARGET_COLS: usize = 256;
+
+/// How to split the batch: images per GEMM block, blocks per thread task, and the
+/// GEMM's own parallelism (used when there are fewer blocks than threads).
+fn schedule(g: &Geom) -> (usize, usize, Parallelism) {
     let threads = rayon::current_num_threads().max(1);
-    if n >= threads {
-        (n.div_ceil(threads), Parallelism::None)
+    let nb = TARGET_COLS
+        .div_ceil(g.out_plane().max(1))
+        .clamp(1, g.n.max(1));
+    let blocks = g.n.div_ceil(nb);
+    if blocks >= threads {
+        (nb, blocks.div_ceil(threads), Parallelism::None)
     } else {
-        (1, Parallelism::Rayon(threads))
+        (nb, 1, Parallelism::Rayon(threads))
     }
 }
 
@@ -347,21 +388,23 @@ struct Conv {
 }
 
 impl Conv {
-    /// Forward of one image: `y (C_out × HoWo)` from `x (C_in × H × W)`.
-    fn image(
+    /// Forward of a block of `nb` consecutive images: `y` from `x`.
+    fn block(
         &self,
         x: &[f32],
         w: &[f32],
         y: &mut [f32],
+        nb: usize,
         par: Parallelism,
     ) -> Result<(), KernelError> {
         let g = &self.g;
         let (kg, cog, op) = (g.k_g(), g.cout_g(), g.out_plane());
-        let run = |col: &[f32], y: &mut [f32]| -> Result<(), KernelError> {
+        let ld = nb * op;
+        let run = |col: &[f32], out: &mut [f32]| -> Result<(), KernelError> {
             for grp in 0..g.groups {
                 sgemm(
                     cog,
-                    op,
+                    ld,
                     kg,
                     Mat {
                         data: &w[grp * cog * kg..],
@@ -369,25 +412,44 @@ impl Conv {
                         cs: 1,
                     },
                     Mat {
-                        data: &col[grp * kg * op..],
-                        rs: op,
+                        data: &col[grp * kg * ld..],
+                        rs: ld,
                         cs: 1,
                     },
-                    &mut y[grp * cog * op..(grp + 1) * cog * op],
+                    &mut out[grp * cog * ld..(grp + 1) * cog * ld],
                     false,
                     par,
                 )?;
             }
             Ok(())
         };
-        if g.is_pointwise() {
-            run(x, y)
-        } else {
-            with_buffer(&COL, g.groups * kg * op, |col| {
-                im2col(g, x, col);
-                run(col, y)
-            })
+        if nb == 1 && g.is_pointwise() {
+            return run(x, y);
         }
+        with_buffer(&COL, g.groups * kg * ld, |col| {
+            if g.is_pointwise() {
+                pack(x, nb, g.cin, op, col);
+            } else {
+                for i in 0..nb {
+                    im2col(
+                        g,
+                        &x[i * g.in_image()..(i + 1) * g.in_image()],
+                        col,
+                        ld,
+                        i * op,
+                    );
+                }
+            }
+            if nb == 1 {
+                run(col, y)
+            } else {
+                with_buffer(&TMP, g.cout * ld, |out| {
+                    run(col, out)?;
+                    unpack(out, nb, g.cout, op, y, false);
+                    Ok(())
+                })
+            }
+        })
     }
 }
 
@@ -407,13 +469,14 @@ impl CustomOp2 for Conv {
         let w = f32_slice(s2, l2, "conv2d", "weight")?;
         let g = self.g;
         let mut y = vec![0f32; g.n * g.out_image()];
-        let (chunk, par) = schedule(g.n);
-        if g.out_image() > 0 && g.in_image() > 0 {
-            y.par_chunks_mut(chunk * g.out_image())
-                .zip(x.par_chunks(chunk * g.in_image()))
+        let (nb, per_task, par) = schedule(&g);
+        let (xi, yi) = (g.in_image(), g.out_image());
+        if yi > 0 && xi > 0 {
+            y.par_chunks_mut(nb * per_task * yi)
+                .zip(x.par_chunks(nb * per_task * xi))
                 .try_for_each(|(yc, xc)| {
-                    for (yi, xi) in yc.chunks_mut(g.out_image()).zip(xc.chunks(g.in_image())) {
-                        self.image(xi, w, yi, par)?;
+                    for (yb, xb) in yc.chunks_mut(nb * yi).zip(xc.chunks(nb * xi)) {
+                        self.block(xb, w, yb, yb.len() / yi, par)?;
                     }
                     Ok::<(), KernelError>(())
                 })?;
@@ -471,88 +534,124 @@ struct ConvBackward {
 }
 
 impl ConvBackward {
-    /// Gradients of one image: adds to `dw`, writes `dx` (zeroed on entry).
-    fn image(
+    /// Gradients of a block of `nb` images: adds to `dw`, writes `dx` (zeroed on entry).
+    #[allow(clippy::too_many_arguments)]
+    fn block(
         &self,
         x: &[f32],
         w: &[f32],
         dy: &[f32],
         dx: Option<&mut [f32]>,
         dw: Option<&mut [f32]>,
+        nb: usize,
         par: Parallelism,
     ) -> Result<(), KernelError> {
         let g = &self.g;
         let (kg, cog, op) = (g.k_g(), g.cout_g(), g.out_plane());
-        if let Some(dw) = dw {
-            let acc = |col: &[f32], dw: &mut [f32]| -> Result<(), KernelError> {
-                for grp in 0..g.groups {
-                    // dW_g (C_out/g × K_g) += dY_g (C_out/g × HoWo) · col_gᵀ (HoWo × K_g)
-                    sgemm(
-                        cog,
-                        kg,
-                        op,
-                        Mat {
-                            data: &dy[grp * cog * op..],
-                            rs: op,
-                            cs: 1,
-                        },
-                        Mat {
-                            data: &col[grp * kg * op..],
-                            rs: 1,
-                            cs: op,
-                        },
-                        &mut dw[grp * cog * kg..(grp + 1) * cog * kg],
-                        true,
-                        par,
-                    )?;
-                }
-                Ok(())
-            };
-            if g.is_pointwise() {
-                acc(x, dw)?;
+        let ld = nb * op;
+        // dY of the block as one C_out × (nb·HoWo) matrix.
+        with_buffer(&TMP, if nb == 1 { 0 } else { g.cout * ld }, |dyt| {
+            let dyt: &[f32] = if nb == 1 {
+                dy
             } else {
-                with_buffer(&COL, g.groups * kg * op, |col| {
-                    im2col(g, x, col);
-                    acc(col, dw)
-                })?;
-            }
-        }
-        if let Some(dx) = dx {
-            // dcol_g (K_g × HoWo) = W_gᵀ (K_g × C_out/g) · dY_g (C_out/g × HoWo)
-            let run = |dcol: &mut [f32]| -> Result<(), KernelError> {
-                for grp in 0..g.groups {
-                    sgemm(
-                        kg,
-                        op,
-                        cog,
-                        Mat {
-                            data: &w[grp * cog * kg..],
-                            rs: 1,
-                            cs: kg,
-                        },
-                        Mat {
-                            data: &dy[grp * cog * op..],
-                            rs: op,
-                            cs: 1,
-                        },
-                        &mut dcol[grp * kg * op..(grp + 1) * kg * op],
-                        false,
-                        par,
-                    )?;
-                }
-                Ok(())
+                pack(dy, nb, g.cout, op, dyt);
+                dyt
             };
-            if g.is_pointwise() {
-                run(dx)?;
-            } else {
-                with_buffer(&DCOL, g.groups * kg * op, |dcol| {
-                    run(dcol)?;
-                    col2im(g, dcol, dx);
-                    Ok::<(), KernelError>(())
-                })?;
+            if let Some(dw) = dw {
+                let acc = |col: &[f32], dw: &mut [f32]| -> Result<(), KernelError> {
+                    for grp in 0..g.groups {
+                        // dW_g (C_out/g × K_g) += dY_g (C_out/g × L) · col_gᵀ (L × K_g)
+                        sgemm(
+                            cog,
+                            kg,
+                            ld,
+                            Mat {
+                                data: &dyt[grp * cog * ld..],
+                                rs: ld,
+                                cs: 1,
+                            },
+                            Mat {
+                                data: &col[grp * kg * ld..],
+                                rs: 1,
+                                cs: ld,
+                            },
+                            &mut dw[grp * cog * kg..(grp + 1) * cog * kg],
+                            true,
+                            par,
+                        )?;
+                    }
+                    Ok(())
+                };
+                if nb == 1 && g.is_pointwise() {
+                    acc(x, dw)?;
+                } else {
+                    with_buffer(&COL, g.groups * kg * ld, |col| {
+                        if g.is_pointwise() {
+                            pack(x, nb, g.cin, op, col);
+                        } else {
+                            for i in 0..nb {
+                                im2col(
+                                    g,
+                                    &x[i * g.in_image()..(i + 1) * g.in_image()],
+                                    col,
+                                    ld,
+                                    i * op,
+                                );
+                            }
+                        }
+                        acc(col, dw)
+                    })?;
+                }
             }
-        }
-        Ok(())
+            if let Some(dx) = dx {
+                // dcol_g (K_g × L) = W_gᵀ (K_g × C_out/g) · dY_g (C_out/g × L)
+                let run = |dcol: &mut [f32]| -> Result<(), KernelError> {
+                    for grp in 0..g.groups {
+                        sgemm(
+                            kg,
+                            ld,
+                            cog,
+                            Mat {
+                                data: &w[grp * cog * kg..],
+                                rs: 1,
+                                cs: kg,
+                            },
+                            Mat {
+                                data: &dyt[grp * cog * ld..],
+                                rs: ld,
+                                cs: 1,
+                            },
+                            &mut dcol[grp * kg * ld..(grp + 1) * kg * ld],
+                            false,
+                            par,
+                        )?;
+                    }
+                    Ok(())
+                };
+                if nb == 1 && g.is_pointwise() {
+                    run(dx)?;
+                } else {
+                    with_buffer(&DCOL, g.groups * kg * ld, |dcol| {
+                        run(dcol)?;
+                        if g.is_pointwise() {
+                            unpack(dcol, nb, g.cin, op, dx, false);
+                        } else {
+                            for i in 0..nb {
+                                col2im(
+                                    g,
+                                    dcol,
+                                    ld,
+                                    i * op,
+                                    &mut dx[i * g.in_image()..(i + 1) * g.in_image()],
+                                );
+                            }
+                        }
+                        Ok::<(), KernelError>(())
+                    })?;
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -592,41 +691,49 @@ impl CustomOp3 for ConvBackward {
             return Ok((CpuStorage::F32(out), Shape::from(total)));
         }
         let (dx_all, dw_total) = out.split_at_mut(dx_len);
-        let (chunk, par) = schedule(g.n);
-        let n_chunks = g.n.div_ceil(chunk);
-        // One weight-gradient accumulator per chunk of images (about one per thread).
-        let mut partial: Vec<Vec<f32>> = if self.want_dw {
-            (0..n_chunks).map(|_| vec![0f32; wl]).collect()
+        let (nb, per_task, par) = schedule(&g);
+        let task_images = nb * per_task;
+        let n_tasks = g.n.div_ceil(task_images);
+        // One weight-gradient accumulator per task (about one per thread).
+        let mut partial: Vec<Vec<f32>> = (0..n_tasks)
+            .map(|_| {
+                if self.want_dw {
+                    vec![0f32; wl]
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let mut dx_tasks: Vec<&mut [f32]> = if self.want_dx {
+            dx_all.chunks_mut(task_images * g.in_image()).collect()
         } else {
-            (0..n_chunks).map(|_| Vec::new()).collect()
-        };
-        let mut dx_chunks: Vec<&mut [f32]> = if self.want_dx {
-            dx_all.chunks_mut(chunk * g.in_image()).collect()
-        } else {
-            (0..n_chunks).map(|_| &mut [][..]).collect()
+            (0..n_tasks).map(|_| &mut [][..]).collect()
         };
         partial
             .par_iter_mut()
-            .zip(dx_chunks.par_iter_mut())
+            .zip(dx_tasks.par_iter_mut())
             .enumerate()
-            .try_for_each(|(ci, (dw, dxc))| {
-                let first = ci * chunk;
-                let last = (first + chunk).min(g.n);
-                for i in first..last {
-                    let xi = &x[i * g.in_image()..(i + 1) * g.in_image()];
-                    let dyi = &dy[i * g.out_image()..(i + 1) * g.out_image()];
-                    let dxi = if self.want_dx {
+            .try_for_each(|(t, (dw, dxt))| {
+                let first = t * task_images;
+                let last = (first + task_images).min(g.n);
+                let mut i = first;
+                while i < last {
+                    let nbi = nb.min(last - i);
+                    let xb = &x[i * g.in_image()..(i + nbi) * g.in_image()];
+                    let dyb = &dy[i * g.out_image()..(i + nbi) * g.out_image()];
+                    let dxb = if self.want_dx {
                         let off = (i - first) * g.in_image();
-                        Some(&mut dxc[off..off + g.in_image()])
+                        Some(&mut dxt[off..off + nbi * g.in_image()])
                     } else {
                         None
                     };
-                    let dwi = if self.want_dw {
+                    let dwb = if self.want_dw {
                         Some(&mut dw[..])
                     } else {
                         None
                     };
-                    self.image(xi, w, dyi, dxi, dwi, par)?;
+                    self.block(xb, w, dyb, dxb, dwb, nbi, par)?;
+                    i += nbi;
                 }
                 Ok::<(), KernelError>(())
             })?;
@@ -718,6 +825,10 @@ mod tests {
             ([5, 2, 5, 5], 3, (3, 2), (2, 1), (0, 1), 1),
             ([1, 32, 5, 5], 64, (3, 3), (1, 1), (1, 1), 32),
             ([1, 1, 3, 3], 1, (3, 3), (1, 1), (0, 0), 1),
+            // A large plane (one image per GEMM, pointwise directly on the input) and a
+            // batch that does not divide into blocks of images (144 px: 2 per block).
+            ([2, 4, 17, 16], 3, (1, 1), (1, 1), (0, 0), 1),
+            ([3, 2, 12, 12], 3, (3, 3), (1, 1), (1, 1), 1),
         ]
     }
 
