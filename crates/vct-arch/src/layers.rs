@@ -1,7 +1,9 @@
 //! Primitive layers: convolution, batch norm, pooling, activation, linear, drop path.
 //!
 //! Every architecture in this crate builds on these functions and types only,
-//! so a faster backend (vct-kernels) can be switched in here, in one place.
+//! so the backend is chosen here, in one place: f32 CPU tensors go through the
+//! vct-kernels custom ops unless `vct_kernels::backend()` says `Candle`
+//! (`VCT_KERNEL_BACKEND=candle`), which uses stock candle ops instead.
 //! The pooling functions follow PyTorch semantics (padding, ceil mode,
 //! `count_include_pad`) plus TF "SAME" variants for the TF-slim layout.
 //!
@@ -24,7 +26,7 @@ fn val(v: &Var, train: bool) -> Tensor {
     }
 }
 
-/// Output size and padding `(before, after)` of TF "SAME" along one dimension.
+/// TF "SAME" along one dimension: `(output size, padding before, padding after)`.
 pub fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
     let out = size.div_ceil(stride);
     let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(size);
@@ -364,7 +366,18 @@ impl Linear {
 
 /// ReLU.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if vct_kernels::use_kernels(x) {
+        return Ok(vct_kernels::ops::relu(x)?);
+    }
     Ok(x.relu()?)
+}
+
+/// `relu(a + b)` (a residual join), one fused op with the vct-kernels backend.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if vct_kernels::use_kernels(a) && vct_kernels::use_kernels(b) {
+        return Ok(vct_kernels::ops::add_relu(a, b)?);
+    }
+    relu(&(a + b)?)
 }
 
 /// Mean over the spatial dimensions: `[N, C, H, W]` → `[N, C]`, any H×W.

@@ -471,3 +471,50 @@ fn bn_tensors_stored_as_1xc_load() {
         0.0
     );
 }
+
+#[test]
+fn legacy_pytorch_format_bninception_loads() {
+    // pretrainedmodels' bn_inception-*.pth predates the zip format and stores
+    // BN tensors as [1, C]; ours writes the same layout.
+    let dir = tempfile::tempdir().unwrap();
+    let src = model(Arch::BnInception, 6, 21);
+    src.forward(&x(), true).unwrap();
+    let sd: Vec<(String, Tensor)> = src
+        .state_dict()
+        .into_iter()
+        .map(|(k, v)| {
+            if k.contains("_bn.") {
+                let c = v.dim(0).unwrap();
+                (k, v.reshape((1, c)).unwrap())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let path = dir.path().join("bn_inception-legacy.pth");
+    common::pth::save_legacy_pth(&path, &sd, &["last_linear.weight"]);
+    let dst = model(Arch::BnInception, 6, 22);
+    let r = dst.load_weights(&path, LoadOptions::default()).unwrap();
+    assert!(r.is_clean() && r.head_reinitialised.is_empty(), "{r}");
+    assert_eq!(r.loaded, sd.len());
+    let input = x();
+    assert_eq!(
+        max_abs_diff(
+            &dst.forward(&input, false).unwrap(),
+            &src.forward(&input, false).unwrap()
+        ),
+        0.0
+    );
+    // Truncated: a named error, no panic.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.pth");
+    std::fs::write(&cut, &bytes[..bytes.len() - 1000]).unwrap();
+    let err = dst
+        .load_weights(&cut, LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cut.pth") && err.contains("truncated"),
+        "{err}"
+    );
+}

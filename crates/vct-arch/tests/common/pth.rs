@@ -171,3 +171,86 @@ pub fn save_pth(path: &std::path::Path, tensors: &[(String, Tensor)], nest: Opti
     entries.push(("archive/version".to_string(), b"3\n".to_vec()));
     std::fs::write(path, zip(&entries)).unwrap();
 }
+
+/// Writes `tensors` (f32) in PyTorch's legacy (pre-1.6) `torch.save` format:
+/// the format of older checkpoints such as pretrainedmodels' BN-Inception.
+/// Tensors use `_rebuild_tensor` (v1); the state dict carries `_metadata` as a
+/// BUILD, as torch 0.4 wrote it. Tensors named in `transposed` are stored as a
+/// non-contiguous view (storage holds the transpose) to exercise strides.
+pub fn save_legacy_pth(path: &std::path::Path, tensors: &[(String, Tensor)], transposed: &[&str]) {
+    let mut out = vec![
+        0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, b'.',
+    ];
+    out.extend([0x80, 0x02, b'M', 0xe9, 0x03, b'.']);
+    let mut info = Pickle(vec![0x80, 2, b'}', b'(']);
+    info.str("protocol_version");
+    info.int(1001);
+    info.str("little_endian");
+    info.0.push(0x88);
+    info.0.extend([b'u', b'.']);
+    out.extend(info.0);
+    let mut p = Pickle(vec![0x80, 2]);
+    p.global("collections", "OrderedDict");
+    p.0.extend([b')', b'R', b'(']);
+    let mut storages = Vec::new();
+    for (i, (name, t)) in tensors.iter().enumerate() {
+        let key = format!("{}", 94000000 + i);
+        let dims = t.dims().to_vec();
+        let (data, stride): (Vec<f32>, Vec<usize>) =
+            if transposed.contains(&name.as_str()) && dims.len() == 2 {
+                (
+                    t.t()
+                        .unwrap()
+                        .contiguous()
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap(),
+                    vec![1, dims[0]],
+                )
+            } else {
+                let mut s = vec![1usize; dims.len()];
+                for d in (0..dims.len().saturating_sub(1)).rev() {
+                    s[d] = s[d + 1] * dims[d + 1];
+                }
+                (t.flatten_all().unwrap().to_vec1().unwrap(), s)
+            };
+        p.str(name);
+        p.global("torch._utils", "_rebuild_tensor");
+        p.0.push(b'(');
+        p.0.push(b'(');
+        p.str("storage");
+        p.global("torch", "FloatStorage");
+        p.str(&key);
+        p.str("cpu");
+        p.int(data.len());
+        p.0.push(b'N');
+        p.0.push(b't');
+        p.0.push(b'Q');
+        p.int(0);
+        p.tuple(&dims);
+        p.tuple(&stride);
+        p.0.extend([b't', b'R']);
+        storages.push((key, data));
+    }
+    p.0.push(b'u');
+    p.0.extend([b'}', b'(']);
+    p.str("_metadata");
+    p.0.extend([b'}', b'u', b'b', b'.']);
+    out.extend(p.0);
+    storages.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut keys = Pickle(vec![0x80, 2, b']', b'(']);
+    for (k, _) in &storages {
+        keys.str(k);
+    }
+    keys.0.extend([b'e', b'.']);
+    out.extend(keys.0);
+    for (_, data) in &storages {
+        out.extend((data.len() as u64).to_le_bytes());
+        for v in data {
+            out.extend(v.to_le_bytes());
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
