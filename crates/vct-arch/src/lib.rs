@@ -22,7 +22,7 @@ use candle_core::Tensor;
 pub use error::{ArchError, Result};
 pub use heads::{LinearHead, NormEmbedHead};
 pub use inception::{Inception, InceptionConfig};
-pub use model::{Arch, Classifier, Family, HeadKind, LayerRow, ModelConfig};
+pub use model::{Arch, Classifier, Family, HeadKind, InputNorm, LayerRow, ModelConfig};
 pub use resnet::{ResNet, ResNetConfig};
 pub use weights::{LoadOptions, LoadReport, WeightsLookup};
 

@@ -110,6 +110,48 @@ impl Arch {
     }
 }
 
+/// How input images must be prepared for an architecture's pretrained weights:
+/// `x = (pixel * scale - mean) / std` per channel, channels in `bgr` order if set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputNorm {
+    /// Channel order BGR (Caffe-converted weights) instead of RGB.
+    pub bgr: bool,
+    /// Multiplier taking pixels in [0, 1] to the weights' range (1 or 255).
+    pub scale: f32,
+    /// Per-channel mean, in the channel order above, after scaling.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation, after scaling.
+    pub std: [f32; 3],
+}
+
+impl Arch {
+    /// Input normalisation the pretrained weights expect: torchvision/timm
+    /// ImageNet statistics for ResNets; BGR 0..255 minus [104, 117, 128] for
+    /// `pretrainedmodels` BN-Inception; TF-slim's [-1, 1] scaling for Inception-v2.
+    pub fn input_norm(self) -> InputNorm {
+        match self.family() {
+            Family::ResNet => InputNorm {
+                bgr: false,
+                scale: 1.0,
+                mean: [0.485, 0.456, 0.406],
+                std: [0.229, 0.224, 0.225],
+            },
+            Family::BnInception => InputNorm {
+                bgr: true,
+                scale: 255.0,
+                mean: [104.0, 117.0, 128.0],
+                std: [1.0, 1.0, 1.0],
+            },
+            Family::InceptionV2 => InputNorm {
+                bgr: false,
+                scale: 1.0,
+                mean: [0.5, 0.5, 0.5],
+                std: [0.5, 0.5, 0.5],
+            },
+        }
+    }
+}
+
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
