@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Duration;
-use vct_onednn::Conv2dShape;
+use vct_onednn::{Conv2dShape, ConvLayout};
 
 /// (name, c_in, hw, c_out, k, stride): ResNet-50's distinct conv shapes at 64×64 input.
 const LAYERS: &[(&str, usize, usize, usize, usize, usize)] = &[
@@ -107,7 +107,11 @@ fn bench(c: &mut Criterion) {
             })
         });
         for blocked in [true, false] {
-            vct_onednn::set_blocked_conv_layout(blocked);
+            vct_onednn::set_conv_layout(if blocked {
+                ConvLayout::Blocked
+            } else {
+                ConvLayout::Plain
+            });
             let mut y = vec![0f32; s.dst_len()];
             let mut dx = vec![0f32; s.src_len()];
             let mut dw = vec![0f32; s.weights_len()];
@@ -121,7 +125,7 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
-        vct_onednn::set_blocked_conv_layout(true);
+        vct_onednn::set_conv_layout(ConvLayout::Auto);
     }
     g.finish();
 }

@@ -35,16 +35,24 @@ pub fn available() -> bool {
     }
 }
 
-/// Chooses whether convolutions may run in oneDNN's blocked layouts (default `true`).
-///
-/// With `true` oneDNN picks its fastest memory format (e.g. `nChw16c`) and the NCHW
-/// buffers are reordered in and out around each call; with `false` it computes on
-/// NCHW / OIHW directly. Mostly for benchmarking; the results agree either way.
-pub fn set_blocked_conv_layout(blocked: bool) {
+/// Which memory layouts convolutions compute in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ConvLayout {
+    /// Blocked layouts for kernels larger than 1×1, NCHW for 1×1 (the default; fastest measured).
+    Auto = 0,
+    /// oneDNN's preferred layouts (e.g. `nChw16c`), the NCHW buffers reordered in and out.
+    Blocked = 1,
+    /// NCHW / OIHW directly, no reorders.
+    Plain = 2,
+}
+
+/// Sets the layout policy of convolutions for all threads (results agree in every layout).
+pub fn set_conv_layout(layout: ConvLayout) {
     #[cfg(feature = "link")]
-    sys::set_blocked(blocked);
+    sys::set_layout(layout);
     #[cfg(not(feature = "link"))]
-    let _ = blocked;
+    let _ = layout;
 }
 
 /// Drops every cached primitive (they are re-created on the next call).

@@ -209,16 +209,16 @@ fn check_conv(s: &Conv2dShape, rng: &mut Rng) {
 }
 
 #[test]
-fn conv_matches_reference_in_both_layouts() {
+fn conv_matches_reference_in_every_layout() {
     assert!(available());
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for blocked in [true, false] {
-        set_blocked_conv_layout(blocked);
+    for layout in [ConvLayout::Blocked, ConvLayout::Plain, ConvLayout::Auto] {
+        set_conv_layout(layout);
         for s in conv_shapes() {
             check_conv(&s, &mut rng);
         }
     }
-    set_blocked_conv_layout(true);
+    set_conv_layout(ConvLayout::Auto);
 }
 
 #[test]

@@ -1,0 +1,133 @@
+//! Minimum-of-N timings of conv forward + backward (data and weights) on ResNet-50's layer
+//! shapes at 64×64, batch 16: oneDNN (blocked and plain layouts) against candle's conv2d
+//! with autograd, and `vct_onednn::ops::conv2d` with the same autograd (`op`). The minimum is robust to other load on the machine.
+//!
+//! `cargo run --release -p vct-onednn --features link --example layer_speed [reps]`
+
+use candle_core::{Device, Tensor, Var};
+use std::time::Instant;
+use vct_onednn::{Conv2dShape, ConvLayout};
+
+/// (name, c_in, hw, c_out, k, stride).
+const LAYERS: &[(&str, usize, usize, usize, usize, usize)] = &[
+    ("stem 7x7/2 3-64 @64", 3, 64, 64, 7, 2),
+    ("1x1 64-64 @16", 64, 16, 64, 1, 1),
+    ("3x3 64-64 @16", 64, 16, 64, 3, 1),
+    ("1x1 64-256 @16", 64, 16, 256, 1, 1),
+    ("1x1 256-128 @16", 256, 16, 128, 1, 1),
+    ("3x3/2 128-128 @16", 128, 16, 128, 3, 2),
+    ("3x3 128-128 @8", 128, 8, 128, 3, 1),
+    ("1x1 128-512 @8", 128, 8, 512, 1, 1),
+    ("down 1x1/2 256-512 @16", 256, 16, 512, 1, 2),
+    ("3x3 256-256 @4", 256, 4, 256, 3, 1),
+    ("3x3 512-512 @2", 512, 2, 512, 3, 1),
+];
+
+fn min_ms(reps: usize, mut f: impl FnMut() -> anyhow_free::R) -> anyhow_free::R<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(best)
+}
+
+mod anyhow_free {
+    /// Any error, boxed.
+    pub type R<T = ()> = Result<T, Box<dyn std::error::Error>>;
+}
+
+fn main() -> anyhow_free::R {
+    let reps: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    if !vct_onednn::available() {
+        return Err("built without `--features link`: nothing to measure".into());
+    }
+    let dev = Device::Cpu;
+    println!(
+        "{:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "layer (b16)", "GFLOP", "candle ms", "op ms", "blocked ms", "plain ms", "op/candle"
+    );
+    let (mut tc, mut to, mut tb, mut tp) = (0.0, 0.0, 0.0, 0.0);
+    for &(name, c_in, hw, c_out, k, stride) in LAYERS {
+        let s = Conv2dShape {
+            n: 16,
+            c_in,
+            h: hw,
+            w: hw,
+            c_out,
+            kh: k,
+            kw: k,
+            stride: (stride, stride),
+            pad: (k / 2, k / 2),
+            groups: 1,
+        };
+        let x: Vec<f32> = (0..s.src_len())
+            .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+            .collect();
+        let w: Vec<f32> = (0..s.weights_len())
+            .map(|i| ((i % 89) as f32 - 44.0) / 900.0)
+            .collect();
+        let dy: Vec<f32> = (0..s.dst_len())
+            .map(|i| ((i % 83) as f32 - 41.0) / 40.0)
+            .collect();
+        // Forward, input gradient and weight gradient: 3 × 2·MACs.
+        let gflop = 3.0 * 2.0 * (s.dst_len() * s.c_in * s.kh * s.kw) as f64 / 1e9;
+
+        let xt = Var::from_tensor(&Tensor::from_vec(x.clone(), (s.n, s.c_in, s.h, s.w), &dev)?)?;
+        let wt = Var::from_tensor(&Tensor::from_vec(w.clone(), (s.c_out, s.c_in, k, k), &dev)?)?;
+        let dyt = Tensor::from_vec(dy.clone(), (s.n, s.c_out, s.out_h(), s.out_w()), &dev)?;
+        let candle = min_ms(reps, || {
+            let y = xt
+                .as_tensor()
+                .conv2d(wt.as_tensor(), s.pad.0, s.stride.0, 1, 1)?;
+            // d(sum(y·dy))/dy = dy: the backward pass starts from the same gradient.
+            (y * &dyt)?.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        vct_onednn::set_conv_layout(ConvLayout::Auto);
+        let op = min_ms(reps, || {
+            let y =
+                vct_onednn::ops::conv2d(xt.as_tensor(), wt.as_tensor(), None, s.stride, s.pad, 1)?;
+            (y * &dyt)?.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        let mut y = vec![0f32; s.dst_len()];
+        let mut dx = vec![0f32; s.src_len()];
+        let mut dw = vec![0f32; s.weights_len()];
+        let mut run = |blocked: bool| {
+            vct_onednn::set_conv_layout(if blocked {
+                ConvLayout::Blocked
+            } else {
+                ConvLayout::Plain
+            });
+            min_ms(reps, || {
+                vct_onednn::conv2d_forward(&s, &x, &w, None, &mut y)?;
+                vct_onednn::conv2d_backward_data(&s, &w, &dy, &mut dx)?;
+                vct_onednn::conv2d_backward_weights(&s, &x, &dy, &mut dw, None)?;
+                Ok(())
+            })
+        };
+        let blocked = run(true)?;
+        let plain = run(false)?;
+        tc += candle;
+        to += op;
+        tb += blocked;
+        tp += plain;
+        println!(
+            "{name:<24} {gflop:>7.3} {candle:>10.2} {op:>10.2} {blocked:>10.2} {plain:>10.2} {:>7.1}x",
+            candle / op
+        );
+    }
+    println!(
+        "{:<24} {:>7} {tc:>10.2} {to:>10.2} {tb:>10.2} {tp:>10.2} {:>7.1}x",
+        "sum",
+        "",
+        tc / to
+    );
+    vct_onednn::set_conv_layout(ConvLayout::Auto);
+    Ok(())
+}
