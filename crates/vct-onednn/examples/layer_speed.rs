@@ -2,6 +2,8 @@
 //! shapes at 64×64, batch 16: oneDNN (blocked and plain layouts) against candle's conv2d
 //! with autograd, and `vct_onednn::ops::conv2d` with the same autograd (`op`). The minimum is robust to other load on the machine.
 //!
+//! A second table does the same for training-mode batch norm + ReLU.
+//!
 //! `cargo run --release -p vct-onednn --features link --example layer_speed [reps]`
 
 use candle_core::{Device, Tensor, Var};
@@ -129,5 +131,78 @@ fn main() -> anyhow_free::R {
         tc / to
     );
     vct_onednn::set_conv_layout(ConvLayout::Auto);
+    batch_norm_table(reps)
+}
+
+/// Batch norm (training, + ReLU) forward and backward: candle-op composition vs oneDNN.
+fn batch_norm_table(reps: usize) -> anyhow_free::R {
+    let dev = Device::Cpu;
+    println!(
+        "\n{:<24} {:>10} {:>10} {:>10}",
+        "batch norm+relu (b16)", "candle ms", "op ms", "raw ms"
+    );
+    for (c, hw) in [(64usize, 32usize), (256, 16), (512, 8), (2048, 2)] {
+        let s = vct_onednn::BatchNormShape {
+            n: 16,
+            c,
+            h: hw,
+            w: hw,
+        };
+        let x: Vec<f32> = (0..s.len())
+            .map(|i| ((i % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let xt = Var::from_tensor(&Tensor::from_vec(x.clone(), (16, c, hw, hw), &dev)?)?;
+        let g = Var::from_tensor(&Tensor::ones(c, candle_core::DType::F32, &dev)?)?;
+        let b = Var::from_tensor(&Tensor::zeros(c, candle_core::DType::F32, &dev)?)?;
+        let dyt = Tensor::from_vec(
+            x.iter().rev().copied().collect::<Vec<_>>(),
+            (16, c, hw, hw),
+            &dev,
+        )?;
+        let candle = min_ms(reps, || {
+            let (xv, gv, bv) = (xt.as_tensor(), g.as_tensor(), b.as_tensor());
+            let flat = xv.transpose(0, 1)?.flatten_from(1)?;
+            let mean = flat.mean_keepdim(1)?;
+            let var = flat.broadcast_sub(&mean)?.sqr()?.mean_keepdim(1)?;
+            let sh = (1, c, 1, 1);
+            let y = xv
+                .broadcast_sub(&mean.reshape(sh)?)?
+                .broadcast_div(&(var.reshape(sh)? + 1e-5)?.sqrt()?)?
+                .broadcast_mul(&gv.reshape(sh)?)?
+                .broadcast_add(&bv.reshape(sh)?)?
+                .relu()?;
+            (y * &dyt)?.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        let op = min_ms(reps, || {
+            let (y, _) = vct_onednn::ops::batch_norm_train(
+                xt.as_tensor(),
+                g.as_tensor(),
+                b.as_tensor(),
+                1e-5,
+                true,
+            )?;
+            (y * &dyt)?.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        let (gs, bs) = (vec![1f32; c], vec![0f32; c]);
+        let (mut y, mut dx) = (vec![0f32; s.len()], vec![0f32; s.len()]);
+        let (mut m, mut v, mut dg, mut db) =
+            (vec![0f32; c], vec![0f32; c], vec![0f32; c], vec![0f32; c]);
+        let dy: Vec<f32> = x.iter().rev().copied().collect();
+        let raw = min_ms(reps, || {
+            vct_onednn::batch_norm_forward_training(
+                &s, 1e-5, &x, &gs, &bs, &mut y, &mut m, &mut v,
+            )?;
+            vct_onednn::batch_norm_backward(
+                &s, 1e-5, false, &x, &dy, &gs, &m, &v, &mut dx, &mut dg, &mut db,
+            )?;
+            Ok(())
+        })?;
+        println!(
+            "{:<24} {candle:>10.2} {op:>10.2} {raw:>10.2}",
+            format!("{c}x{hw}x{hw}")
+        );
+    }
     Ok(())
 }
