@@ -138,8 +138,23 @@ impl Conv2d {
         })
     }
 
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&Var> {
+        self.bias.as_ref()
+    }
+
     /// Applies the convolution.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.forward_no_bias(x, train)?;
+        match &self.bias {
+            Some(b) => Ok(y.broadcast_add(&val(b, train).reshape((1, (), 1, 1))?)?),
+            None => Ok(y),
+        }
+    }
+
+    /// The convolution without its bias (for a following batch norm to absorb it,
+    /// see [`BatchNorm2d::forward_after_biased_conv`]).
+    pub fn forward_no_bias(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let w = val(&self.weight, train);
         let y = match self.padding {
             Padding::Explicit(p) => conv2d(x, &w, p, self.stride, self.groups)?,
@@ -155,10 +170,7 @@ impl Conv2d {
                 }
             }
         };
-        match &self.bias {
-            Some(b) => Ok(y.broadcast_add(&val(b, train).reshape((1, (), 1, 1))?)?),
-            None => Ok(y),
-        }
+        Ok(y)
     }
 }
 
@@ -239,12 +251,44 @@ impl BatchNorm2d {
     /// Normalises with batch statistics (and updates the running ones, momentum
     /// 0.1, unbiased variance as PyTorch) in training, running statistics in eval.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_impl(x, train, false, None)
+    }
+
+    /// `relu(forward(x))`, fused into one pass by the vct-kernels backend.
+    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_impl(x, train, true, None)
+    }
+
+    /// `relu?(forward(x + b))` for the output `x` of a convolution whose bias `b`
+    /// was not added (see [`Conv2d::forward_no_bias`]), without the per-element
+    /// add: in eval the bias folds into the running mean (`x + b - rm`); in
+    /// training batch norm subtracts the batch mean, so the bias cancels
+    /// exactly and only enters the running-mean update. As in PyTorch, where
+    /// its gradient is zero up to rounding, the bias then gets no gradient.
+    pub fn forward_after_biased_conv(
+        &self,
+        x: &Tensor,
+        conv_bias: &Var,
+        train: bool,
+        relu: bool,
+    ) -> Result<Tensor> {
+        self.forward_impl(x, train, relu, Some(&conv_bias.as_detached_tensor()))
+    }
+
+    /// `shift`: a per-channel constant already subtracted from the input.
+    fn forward_impl(
+        &self,
+        x: &Tensor,
+        train: bool,
+        fuse_relu: bool,
+        shift: Option<&Tensor>,
+    ) -> Result<Tensor> {
         if vct_kernels::use_kernels(x) {
-            return self.forward_kernels(x, train, false);
+            return self.forward_kernels(x, train, fuse_relu, shift);
         }
         let c = x.dim(1)?;
         let bias = val(&self.bias, train).reshape((1, c, 1, 1))?;
-        if train {
+        let y = if train {
             let (n, _, h, w) = x.dims4()?;
             let count = (n * h * w) as f64;
             let mean = x.mean_keepdim((0, 2, 3))?;
@@ -262,13 +306,16 @@ impl BatchNorm2d {
             } else {
                 1.0
             };
-            let bm = mean.detach().flatten_all()?;
+            let mut bm = mean.detach().flatten_all()?;
+            if let Some(b) = shift {
+                bm = (bm + b)?;
+            }
             let bv = (var.detach().flatten_all()? * unbias)?;
             let rm = ((self.running_mean.as_detached_tensor() * (1.0 - m))? + (bm * m)?)?;
             let rv = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (bv * m)?)?;
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
-            Ok(y)
+            y
         } else {
             let inv = (self.running_var.as_detached_tensor() + self.eps)?
                 .sqrt()?
@@ -277,22 +324,29 @@ impl BatchNorm2d {
                 Some(g) => (g.as_detached_tensor() * inv)?,
                 None => inv,
             };
-            let shift = (bias.flatten_all()? - (self.running_mean.as_detached_tensor() * &scale)?)?;
-            Ok(x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
-                .broadcast_add(&shift.reshape((1, c, 1, 1))?)?)
+            let mut rm = self.running_mean.as_detached_tensor();
+            if let Some(b) = shift {
+                rm = (rm - b)?;
+            }
+            let shift = (bias.flatten_all()? - (rm * &scale)?)?;
+            x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+                .broadcast_add(&shift.reshape((1, c, 1, 1))?)?
+        };
+        if fuse_relu {
+            relu(&y)
+        } else {
+            Ok(y)
         }
-    }
-
-    /// `relu(forward(x))`, fused into one pass by the vct-kernels backend.
-    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if vct_kernels::use_kernels(x) {
-            return self.forward_kernels(x, train, true);
-        }
-        relu(&self.forward(x, train)?)
     }
 
     /// The vct-kernels path: one op forward and backward, same running-stat update.
-    fn forward_kernels(&self, x: &Tensor, train: bool, fuse_relu: bool) -> Result<Tensor> {
+    fn forward_kernels(
+        &self,
+        x: &Tensor,
+        train: bool,
+        fuse_relu: bool,
+        shift: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let c = x.dim(1)?;
         let gamma = match &self.weight {
             Some(g) => val(g, train),
@@ -306,11 +360,19 @@ impl BatchNorm2d {
         if train {
             let (y, stats) =
                 vct_kernels::bn::batch_norm_train(x, &gamma, &beta, self.eps, fuse_relu)?;
-            let (rm, rv) = vct_kernels::bn::update_running_stats(&rm, &rv, &stats, self.momentum)?;
+            let (mut rm, rv) =
+                vct_kernels::bn::update_running_stats(&rm, &rv, &stats, self.momentum)?;
+            if let Some(b) = shift {
+                rm = (rm + (b * self.momentum)?)?;
+            }
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
             Ok(y)
         } else {
+            let rm = match shift {
+                Some(b) => (rm - b)?,
+                None => rm,
+            };
             let bn = vct_kernels::bn::batch_norm_eval;
             Ok(bn(x, &gamma, &beta, &rm, &rv, self.eps, fuse_relu)?)
         }

@@ -193,3 +193,41 @@ fn batch_norm_train_uses_batch_stats_and_updates_running_stats() {
         .unwrap();
     assert!(max_diff(&ye, &want) < 1e-5);
 }
+
+#[test]
+fn conv_bias_folded_into_batch_norm_equals_adding_it() {
+    for backend in [KernelBackend::Candle, KernelBackend::Rust] {
+        with_backend(backend, || {
+            let mk = || {
+                let store = ParamStore::new(4, &Device::Cpu);
+                let s = store.scope(Group::Backbone);
+                let bn = BatchNorm2d::new(&s.pp("bn"), 3, TORCH_BN, 1e-5, 1.0).unwrap();
+                let b = s
+                    .param("conv_bias", &[3], vct_arch::params::Init::Normal(1.0))
+                    .unwrap();
+                (store, bn, b)
+            };
+            let (sa, a, ba) = mk();
+            let (sb, b, bb) = mk();
+            let x = input(&[2, 3, 4, 5], 9);
+            for train in [true, true, false] {
+                let plain = a
+                    .forward_relu(
+                        &x.broadcast_add(&ba.as_tensor().reshape((1, 3, 1, 1)).unwrap())
+                            .unwrap(),
+                        train,
+                    )
+                    .unwrap();
+                let folded = b.forward_after_biased_conv(&x, &bb, train, true).unwrap();
+                assert!(
+                    max_diff(&plain, &folded) < 1e-5,
+                    "{backend:?} train={train}"
+                );
+            }
+            for (ea, eb) in sa.entries().iter().zip(sb.entries()) {
+                let d = max_diff(ea.var.as_tensor(), eb.var.as_tensor());
+                assert!(d < 1e-6, "{backend:?}: {} differs by {d}", ea.name);
+            }
+        });
+    }
+}

@@ -24,14 +24,25 @@ fn train(model: &Classifier, x: &Tensor, y: &Tensor, steps: usize, lr: f64) -> V
         losses.push(loss.to_scalar::<f32>().unwrap());
         let grads = loss.backward().unwrap();
         for (name, var) in &params {
-            let g = grads
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("no gradient for {name}"));
-            var.set(&(var.as_tensor() - (g * lr).unwrap()).unwrap())
-                .unwrap();
+            match grads.get(var.as_tensor()) {
+                Some(g) => var
+                    .set(&(var.as_tensor() - (g * lr).unwrap()).unwrap())
+                    .unwrap(),
+                // A conv bias right before a batch norm cancels in training
+                // (zero gradient in PyTorch too); nothing else may lack one.
+                None => assert!(is_bn_absorbed_bias(name), "no gradient for {name}"),
+            }
         }
     }
     losses
+}
+
+/// BN-Inception conv biases (`inception_3a_1x1.bias`, not `..._bn.bias`).
+fn is_bn_absorbed_bias(name: &str) -> bool {
+    name.ends_with(".bias")
+        && !name.contains("_bn.")
+        && !name.starts_with("last_linear")
+        && !name.starts_with("embed_head")
 }
 
 fn snapshot(model: &Classifier) -> Vec<(String, Vec<f32>)> {
@@ -59,19 +70,12 @@ fn check_training(cfg: ModelConfig, size: usize, lr: f64) {
         "{}: loss did not go down: {losses:?}",
         cfg.arch
     );
-    let changed = before
-        .iter()
-        .zip(&after)
-        .filter(|(a, b)| a.1 != b.1)
-        .count();
-    // Every tensor moves: parameters by SGD, running statistics by the forward pass.
-    assert_eq!(
-        changed,
-        before.len(),
-        "{}: only {changed}/{} tensors changed",
-        cfg.arch,
-        before.len()
-    );
+    // Every tensor moves: parameters by SGD, running statistics by the forward
+    // pass; BN-absorbed conv biases stay (their gradient is zero).
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        let absorbed = is_bn_absorbed_bias(name) && cfg.arch == Arch::BnInception;
+        assert_eq!(a == b, absorbed, "{}: {name}", cfg.arch);
+    }
 }
 
 #[test]
