@@ -514,7 +514,11 @@ impl Inception {
                 conv2b,
                 conv2c,
             } => {
-                let x = layers::relu(&pointwise.forward(&depthwise.forward(x, train)?, train)?)?;
+                let x = pointwise.forward_no_bias(&depthwise.forward(x, train)?, train)?;
+                let x = match pointwise.bias() {
+                    Some(b) => layers::bias_act(&x, b, train, true)?,
+                    None => layers::relu(&x)?,
+                };
                 trace("Conv2d_1a_7x7", &["Conv2d_1a_7x7."], &x);
                 let x = self.down_pool(&x)?;
                 trace("MaxPool_2a_3x3", &[], &x);

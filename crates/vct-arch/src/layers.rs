@@ -147,7 +147,7 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.forward_no_bias(x, train)?;
         match &self.bias {
-            Some(b) => Ok(y.broadcast_add(&val(b, train).reshape((1, (), 1, 1))?)?),
+            Some(b) => bias_act(&y, b, train, false),
             None => Ok(y),
         }
     }
@@ -423,6 +423,27 @@ impl Linear {
             Some(b) => Ok(y.broadcast_add(&val(b, train))?),
             None => Ok(y),
         }
+    }
+}
+
+/// `x + b` per channel (NCHW), then ReLU if `relu`. Through vct-kernels this is
+/// one fused pass (a batch norm with unit scale, zero mean and unit variance,
+/// differentiable in `x` and `b`); candle's broadcast add costs ~5 convolutions.
+pub fn bias_act(x: &Tensor, b: &Var, train: bool, relu_after: bool) -> Result<Tensor> {
+    let b = val(b, train);
+    if vct_kernels::use_kernels(x) {
+        let c = x.dim(1)?;
+        let ones = Tensor::ones(c, x.dtype(), x.device())?;
+        let zeros = Tensor::zeros(c, x.dtype(), x.device())?;
+        // eps must be > 0; 1e-30 vanishes against the unit variance in f32.
+        let y = vct_kernels::bn::batch_norm_eval(x, &ones, &b, &zeros, &ones, 1e-30, relu_after)?;
+        return Ok(y);
+    }
+    let y = x.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+    if relu_after {
+        relu(&y)
+    } else {
+        Ok(y)
     }
 }
 

@@ -231,3 +231,31 @@ fn conv_bias_folded_into_batch_norm_equals_adding_it() {
         });
     }
 }
+
+#[test]
+fn bias_act_backends_agree_forward_and_backward() {
+    let x = Var::from_tensor(&input(&[2, 4, 3, 5], 1)).unwrap();
+    let store = ParamStore::new(2, &Device::Cpu);
+    let b = store
+        .scope(Group::Backbone)
+        .param("b", &[4], vct_arch::params::Init::Normal(1.0))
+        .unwrap();
+    let wt = input(&[2, 4, 3, 5], 3);
+    for relu in [false, true] {
+        let run = || {
+            let y = layers::bias_act(x.as_tensor(), &b, true, relu).unwrap();
+            let g = (&y * &wt).unwrap().sum_all().unwrap().backward().unwrap();
+            (
+                y,
+                g.get(x.as_tensor()).unwrap().clone(),
+                g.get(b.as_tensor()).unwrap().clone(),
+            )
+        };
+        let (ya, gxa, gba) = with_backend(KernelBackend::Candle, run);
+        let (yb, gxb, gbb) = with_backend(KernelBackend::Rust, run);
+        assert!(
+            max_diff(&ya, &yb) < 1e-6 && max_diff(&gxa, &gxb) < 1e-6 && max_diff(&gba, &gbb) < 1e-4,
+            "relu={relu}"
+        );
+    }
+}
