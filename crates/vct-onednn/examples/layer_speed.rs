@@ -1,6 +1,8 @@
-//! Minimum-of-N timings of conv forward + backward (data and weights) on ResNet-50's layer
-//! shapes at 64×64, batch 16: oneDNN (blocked and plain layouts) against candle's conv2d
-//! with autograd, and `vct_onednn::ops::conv2d` with the same autograd (`op`). The minimum is robust to other load on the machine.
+//! Minimum-of-N timings of conv forward + backward (data and weights) on ResNet-50's and
+//! ResNeXt-50's layer shapes at 64×64, batch 16: the safe functions in blocked and plain
+//! layouts, `vct_onednn::ops::conv2d` with autograd (`op`), and candle's conv2d with the
+//! same autograd. The minimum is robust to other load on the machine; run with
+//! `OMP_WAIT_POLICY=PASSIVE` (see the README).
 //!
 //! A second table does the same for training-mode batch norm + ReLU.
 //!
@@ -10,19 +12,25 @@ use candle_core::{Device, Tensor, Var};
 use std::time::Instant;
 use vct_onednn::{Conv2dShape, ConvLayout};
 
-/// (name, c_in, hw, c_out, k, stride).
-const LAYERS: &[(&str, usize, usize, usize, usize, usize)] = &[
-    ("stem 7x7/2 3-64 @64", 3, 64, 64, 7, 2),
-    ("1x1 64-64 @16", 64, 16, 64, 1, 1),
-    ("3x3 64-64 @16", 64, 16, 64, 3, 1),
-    ("1x1 64-256 @16", 64, 16, 256, 1, 1),
-    ("1x1 256-128 @16", 256, 16, 128, 1, 1),
-    ("3x3/2 128-128 @16", 128, 16, 128, 3, 2),
-    ("3x3 128-128 @8", 128, 8, 128, 3, 1),
-    ("1x1 128-512 @8", 128, 8, 512, 1, 1),
-    ("down 1x1/2 256-512 @16", 256, 16, 512, 1, 2),
-    ("3x3 256-256 @4", 256, 4, 256, 3, 1),
-    ("3x3 512-512 @2", 512, 2, 512, 3, 1),
+/// (name, c_in, hw, c_out, k, stride, groups): ResNet-50's conv shapes, then ResNeXt-50
+/// 32x4d's grouped 3×3 ones, then a depthwise 3×3.
+const LAYERS: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
+    ("stem 7x7/2 3-64 @64", 3, 64, 64, 7, 2, 1),
+    ("1x1 64-64 @16", 64, 16, 64, 1, 1, 1),
+    ("3x3 64-64 @16", 64, 16, 64, 3, 1, 1),
+    ("1x1 64-256 @16", 64, 16, 256, 1, 1, 1),
+    ("1x1 256-128 @16", 256, 16, 128, 1, 1, 1),
+    ("3x3/2 128-128 @16", 128, 16, 128, 3, 2, 1),
+    ("3x3 128-128 @8", 128, 8, 128, 3, 1, 1),
+    ("1x1 128-512 @8", 128, 8, 512, 1, 1, 1),
+    ("down 1x1/2 256-512 @16", 256, 16, 512, 1, 2, 1),
+    ("3x3 256-256 @4", 256, 4, 256, 3, 1, 1),
+    ("3x3 512-512 @2", 512, 2, 512, 3, 1, 1),
+    ("rx g32 3x3 128 @16", 128, 16, 128, 3, 1, 32),
+    ("rx g32 3x3/2 256 @16", 256, 16, 256, 3, 2, 32),
+    ("rx g32 3x3 512 @4", 512, 4, 512, 3, 1, 32),
+    ("rx g32 3x3 1024 @2", 1024, 2, 1024, 3, 1, 32),
+    ("dw 3x3 256 @8", 256, 8, 256, 3, 1, 256),
 ];
 
 fn min_ms(reps: usize, mut f: impl FnMut() -> anyhow_free::R) -> anyhow_free::R<f64> {
@@ -54,7 +62,7 @@ fn main() -> anyhow_free::R {
         "layer (b16)", "GFLOP", "candle ms", "op ms", "blocked ms", "plain ms", "op/candle"
     );
     let (mut tc, mut to, mut tb, mut tp) = (0.0, 0.0, 0.0, 0.0);
-    for &(name, c_in, hw, c_out, k, stride) in LAYERS {
+    for &(name, c_in, hw, c_out, k, stride, groups) in LAYERS {
         let s = Conv2dShape {
             n: 16,
             c_in,
@@ -65,7 +73,7 @@ fn main() -> anyhow_free::R {
             kw: k,
             stride: (stride, stride),
             pad: (k / 2, k / 2),
-            groups: 1,
+            groups,
         };
         let x: Vec<f32> = (0..s.src_len())
             .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
@@ -77,23 +85,33 @@ fn main() -> anyhow_free::R {
             .map(|i| ((i % 83) as f32 - 41.0) / 40.0)
             .collect();
         // Forward, input gradient and weight gradient: 3 × 2·MACs.
-        let gflop = 3.0 * 2.0 * (s.dst_len() * s.c_in * s.kh * s.kw) as f64 / 1e9;
+        let gflop = 3.0 * 2.0 * (s.dst_len() * (s.c_in / groups) * s.kh * s.kw) as f64 / 1e9;
 
         let xt = Var::from_tensor(&Tensor::from_vec(x.clone(), (s.n, s.c_in, s.h, s.w), &dev)?)?;
-        let wt = Var::from_tensor(&Tensor::from_vec(w.clone(), (s.c_out, s.c_in, k, k), &dev)?)?;
+        let wt = Var::from_tensor(&Tensor::from_vec(
+            w.clone(),
+            (s.c_out, s.c_in / groups, k, k),
+            &dev,
+        )?)?;
         let dyt = Tensor::from_vec(dy.clone(), (s.n, s.c_out, s.out_h(), s.out_w()), &dev)?;
         let candle = min_ms(reps, || {
             let y = xt
                 .as_tensor()
-                .conv2d(wt.as_tensor(), s.pad.0, s.stride.0, 1, 1)?;
+                .conv2d(wt.as_tensor(), s.pad.0, s.stride.0, 1, groups)?;
             // d(sum(y·dy))/dy = dy: the backward pass starts from the same gradient.
             (y * &dyt)?.sum_all()?.backward()?;
             Ok(())
         })?;
         vct_onednn::set_conv_layout(ConvLayout::Auto);
         let op = min_ms(reps, || {
-            let y =
-                vct_onednn::ops::conv2d(xt.as_tensor(), wt.as_tensor(), None, s.stride, s.pad, 1)?;
+            let y = vct_onednn::ops::conv2d(
+                xt.as_tensor(),
+                wt.as_tensor(),
+                None,
+                s.stride,
+                s.pad,
+                groups,
+            )?;
             (y * &dyt)?.sum_all()?.backward()?;
             Ok(())
         })?;
