@@ -131,3 +131,10 @@ pub fn rel_err(ours: &Tensor, reference: &[f32]) -> f64 {
         .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
     max_diff / max_ref
 }
+
+/// A standard-normal tensor from a seed (candle's `randn` is not seeded).
+pub fn seeded(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v = vct_arch::params::Rng::new(seed).sample(vct_arch::params::Init::Normal(1.0), n);
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
