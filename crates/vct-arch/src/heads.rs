@@ -3,14 +3,16 @@
 use candle_core::{Tensor, Var};
 
 use crate::error::{ArchError, Result};
-use crate::layers::Linear;
+use crate::layers::{Dropout, Linear};
 use crate::params::{Init, Scope};
 use crate::Head;
 
-/// Plain linear classifier (`fc` / `last_linear`).
+/// Plain linear classifier (`fc` / `last_linear`), with optional dropout on
+/// its input in training (TF-slim Inception-v2's `Dropout_1b`).
 #[derive(Debug)]
 pub struct LinearHead {
     fc: Linear,
+    dropout: Option<Dropout>,
     classes: usize,
 }
 
@@ -25,14 +27,32 @@ impl LinearHead {
     ) -> Result<LinearHead> {
         Ok(LinearHead {
             fc: Linear::named(s, wname, bname, dim, classes, true)?,
+            dropout: None,
             classes,
         })
+    }
+
+    /// The same head with dropout of `rate` on its input in training (masks
+    /// drawn from the store's seed).
+    pub fn with_dropout(mut self, s: &Scope, rate: f64) -> Result<LinearHead> {
+        if !(0.0..1.0).contains(&rate) {
+            return Err(ArchError::InvalidConfig {
+                key: "head_dropout".into(),
+                value: rate.to_string(),
+                expected: "a rate in [0, 1)".into(),
+            });
+        }
+        self.dropout = (rate > 0.0).then(|| Dropout::new(rate, s.store().next_seed()));
+        Ok(self)
     }
 }
 
 impl Head for LinearHead {
     fn forward(&self, emb: &Tensor, train: bool) -> Result<Tensor> {
-        self.fc.forward(emb, train)
+        match &self.dropout {
+            Some(d) => self.fc.forward(&d.forward(emb, train)?, train),
+            None => self.fc.forward(emb, train),
+        }
     }
 
     fn num_classes(&self) -> usize {

@@ -468,6 +468,46 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     Ok(x.mean(D::Minus1)?.mean(D::Minus1)?)
 }
 
+/// Dropout: zeroes each element with probability `rate` in training and
+/// rescales the rest by 1/(1-rate); identity in eval. Masks from a seed.
+#[derive(Debug)]
+pub struct Dropout {
+    rate: f64,
+    rng: Mutex<Rng>,
+}
+
+impl Dropout {
+    /// Dropout with `rate`, masks drawn from `seed`.
+    pub fn new(rate: f64, seed: u64) -> Dropout {
+        Dropout {
+            rate,
+            rng: Mutex::new(Rng::new(seed)),
+        }
+    }
+
+    /// Identity in eval or at rate 0.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !train || self.rate <= 0.0 {
+            return Ok(x.clone());
+        }
+        let keep = 1.0 - self.rate;
+        let mask: Vec<f32> = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            (0..x.elem_count())
+                .map(|_| {
+                    if rng.uniform() < keep {
+                        (1.0 / keep) as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
+        let m = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok((x * m)?)
+    }
+}
+
 /// Stochastic depth: zeroes whole samples of a residual branch with
 /// probability `rate` in training and rescales the rest by 1/(1-rate).
 #[derive(Debug)]

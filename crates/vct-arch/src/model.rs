@@ -212,6 +212,9 @@ pub struct ModelConfig {
     pub head: HeadKind,
     /// ResNet stochastic depth rate (0.05 in RSB-A1); ignored by Inception.
     pub drop_path_rate: f64,
+    /// Dropout before the linear head in training (0.2 for Inception-v2, as
+    /// TF-slim's `dropout_keep_prob=0.8`; 0 otherwise).
+    pub head_dropout: f64,
     /// ResNet: start each residual branch's last BN scale at 0.
     pub zero_init_last_bn: bool,
     /// Inception-v2 depth multiplier (1.0 = the standard network).
@@ -228,6 +231,7 @@ impl ModelConfig {
             num_classes,
             head: HeadKind::Linear,
             drop_path_rate: 0.0,
+            head_dropout: if arch == Arch::InceptionV2 { 0.2 } else { 0.0 },
             zero_init_last_bn: false,
             depth_multiplier: 1.0,
             seed: 0,
@@ -305,13 +309,9 @@ impl Classifier {
                 let (w, b) = config.arch.family().linear_head_names();
                 let (ws, wn) = w.rsplit_once('.').unwrap_or(("", w));
                 let (_, bn) = b.rsplit_once('.').unwrap_or(("", b));
-                Box::new(LinearHead::new(
-                    &hs.pp(ws),
-                    wn,
-                    bn,
-                    dim,
-                    config.num_classes,
-                )?)
+                let hs = hs.pp(ws);
+                let head = LinearHead::new(&hs, wn, bn, dim, config.num_classes)?;
+                Box::new(head.with_dropout(&hs, config.head_dropout)?)
             }
             HeadKind::NormEmbed { scale } => Box::new(NormEmbedHead::new(
                 &hs.pp("embed_head"),

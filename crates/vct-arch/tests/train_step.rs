@@ -66,6 +66,7 @@ fn check_training(cfg: ModelConfig, size: usize, lr: f64) {
     let before = snapshot(&model);
     let losses = train(&model, &x, &y, 4, lr);
     let after = snapshot(&model);
+    eprintln!("{}: losses {losses:?}", cfg.arch);
     // Compare on the fixed batch in eval mode too, before vs after.
     assert!(
         losses[3] < losses[0],
@@ -110,7 +111,7 @@ fn resnet50_with_drop_path_and_zero_init_step_lowers_loss() {
 
 #[test]
 fn inception_v2_step_lowers_loss() {
-    check_training(ModelConfig::new(Arch::InceptionV2, 3), 32, 0.05);
+    check_training(ModelConfig::new(Arch::InceptionV2, 3), 32, 0.01);
 }
 
 #[test]
@@ -239,4 +240,43 @@ fn flip_averaged_embedding_of_a_mirror_symmetric_image_is_its_embedding() {
         .to_scalar()
         .unwrap();
     assert!(d > 1e-4);
+}
+
+#[test]
+fn inception_v2_head_dropout_is_active_in_training_only() {
+    let cfg = ModelConfig::new(Arch::InceptionV2, 3);
+    assert_eq!(cfg.head_dropout, 0.2, "TF-slim's dropout_keep_prob = 0.8");
+    let model = Classifier::new(&cfg, &Device::Cpu).unwrap();
+    let emb = common::seeded(&[2, model.out_dim()], 3);
+    let a = model.head_forward(&emb, true).unwrap();
+    let b = model.head_forward(&emb, true).unwrap();
+    let d: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(d > 0.0);
+    let a = model.head_forward(&emb, false).unwrap();
+    let b = model.head_forward(&emb, false).unwrap();
+    let d: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(d, 0.0);
+    let bad = ModelConfig {
+        head_dropout: 1.0,
+        ..cfg
+    };
+    let err = Classifier::new(&bad, &Device::Cpu).unwrap_err().to_string();
+    assert!(
+        err.contains("head_dropout") && err.contains("[0, 1)"),
+        "{err}"
+    );
 }
