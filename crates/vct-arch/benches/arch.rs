@@ -30,13 +30,7 @@ fn step(model: &Classifier, x: &Tensor, y: &Tensor, params: &[(String, candle_co
 
 fn bench(c: &mut Criterion) {
     let dev = Device::Cpu;
-    for arch in [
-        Arch::ResNet50,
-        Arch::ResNeXt50_32x4d,
-        Arch::BnInception,
-        Arch::InceptionV2,
-        Arch::ResNet18,
-    ] {
+    for arch in Arch::ALL {
         let model = Classifier::new(&ModelConfig::new(arch, 10), &dev).unwrap();
         let params: Vec<_> = model
             .backbone_params()
