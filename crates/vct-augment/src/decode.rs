@@ -66,6 +66,13 @@ pub fn decode_bytes(
             reason: "unrecognised file format (expected JPEG, PNG, WebP, BMP, GIF or TIFF)".into(),
         });
     }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(bytes) {
+        // The JPEG decoder fills a cut-off scan with grey; Pillow calls it truncated.
+        return Err(AugmentError::Decode {
+            path: path.to_path_buf(),
+            reason: "truncated JPEG (no end-of-image marker after the last scan)".into(),
+        });
+    }
     // The pixel limit is ours; the allocation limit only has to stay out of its way
     // (8 bytes per pixel covers 16-bit RGBA).
     let mut limits = Limits::default();
@@ -103,4 +110,15 @@ pub fn decode_bytes(
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
     })
+}
+
+/// True when an end-of-image marker (FF D9) follows the last start-of-scan (FF DA).
+/// Inside entropy-coded data every FF byte is stuffed (FF 00), so neither marker
+/// can appear there by accident.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(i) => bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
 }
