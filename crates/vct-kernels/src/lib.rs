@@ -19,6 +19,7 @@ pub mod backend;
 pub mod bn;
 pub mod conv;
 pub mod error;
+pub mod ops;
 pub mod pool;
 mod storage;
 #[cfg(test)]
