@@ -549,7 +549,10 @@ mod legacy {
             let numel = u64::from_le_bytes(n) as usize;
             let es = elem_size.get(key.as_str()).copied().unwrap_or(4);
             let start = pos + 8;
-            let end = start + numel * es;
+            let end = numel
+                .checked_mul(es)
+                .and_then(|b| b.checked_add(start))
+                .unwrap_or(usize::MAX);
             if end > bytes.len() {
                 return Err(file_err(
                     path,
@@ -572,8 +575,25 @@ mod legacy {
             };
             let es = sp.dtype.size_in_bytes();
             let data = &bytes[start..start + numel * es];
-            // Gather through the strides (views need not be contiguous).
+            // Gather through the strides (views need not be contiguous). First
+            // bound the last element read, so garbage sizes cannot overflow or
+            // allocate without limit.
             let n: usize = sp.size.iter().product();
+            let last = sp
+                .size
+                .iter()
+                .zip(&sp.stride)
+                .try_fold(sp.offset, |acc, (&d, &st)| {
+                    d.checked_sub(1).map_or(Some(acc), |d1| {
+                        d1.checked_mul(st).and_then(|x| x.checked_add(acc))
+                    })
+                });
+            if n > 0 && last.is_none_or(|l| l >= numel) {
+                return Err(file_err(
+                    path,
+                    format!("legacy PyTorch file: tensor {name} reads past its storage"),
+                ));
+            }
             let mut idx = Vec::with_capacity(n);
             let mut counter = vec![0usize; sp.size.len()];
             for _ in 0..n {

@@ -517,4 +517,14 @@ fn legacy_pytorch_format_bninception_loads() {
         err.contains("cut.pth") && err.contains("truncated"),
         "{err}"
     );
+    // The legacy magic number followed by garbage: an error naming the file.
+    let junk = dir.path().join("junk.pth");
+    let mut b = bytes[..15].to_vec();
+    b.extend(b"\x80\x02garbage that is not a pickle".iter());
+    std::fs::write(&junk, b).unwrap();
+    let err = dst.load_weights(&junk, LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, ArchError::WeightsFile { .. }) && err.to_string().contains("junk.pth"),
+        "{err}"
+    );
 }
