@@ -555,6 +555,17 @@ impl DropPath {
 // implementation (differentiable through narrow, reshape and maximum/add).
 // ---------------------------------------------------------------------------
 
+fn check_window(kernel: usize, stride: usize) -> Result<()> {
+    if kernel == 0 || stride == 0 {
+        return Err(crate::ArchError::InvalidConfig {
+            key: "pooling kernel/stride".into(),
+            value: format!("{kernel}/{stride}"),
+            expected: "both at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
 /// One spatial dimension of a pooling window layout.
 #[derive(Debug, Clone, Copy)]
 struct PoolDim {
@@ -569,6 +580,7 @@ struct PoolDim {
 impl PoolDim {
     /// PyTorch output size with symmetric padding and optional ceil mode.
     fn torch(size: usize, kernel: usize, stride: usize, pad: usize, ceil: bool) -> Result<PoolDim> {
+        check_window(kernel, stride)?;
         // PyTorch's pooling_output_shape: with ceil mode a window may overhang the end.
         let extra = if ceil { stride - 1 } else { 0 };
         let num = (size + 2 * pad + extra)
@@ -593,16 +605,17 @@ impl PoolDim {
     }
 
     /// TF "SAME".
-    fn same(size: usize, kernel: usize, stride: usize) -> PoolDim {
+    fn same(size: usize, kernel: usize, stride: usize) -> Result<PoolDim> {
+        check_window(kernel, stride)?;
         let (out, pb, pa) = same_padding(size, kernel, stride);
-        PoolDim {
+        Ok(PoolDim {
             size,
             kernel,
             stride,
             pad_before: pb,
             pad_after: pa,
             out,
-        }
+        })
     }
 
     /// Elements each window covers: within the padded input if `with_pad`,
@@ -769,8 +782,8 @@ pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tenso
     let (_, _, h, w) = x.dims4()?;
     pool(
         x,
-        PoolDim::same(h, kernel, stride),
-        PoolDim::same(w, kernel, stride),
+        PoolDim::same(h, kernel, stride)?,
+        PoolDim::same(w, kernel, stride)?,
         PoolKind::Max,
     )
 }
@@ -783,8 +796,8 @@ pub fn avg_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tenso
     let (_, _, h, w) = x.dims4()?;
     pool(
         x,
-        PoolDim::same(h, kernel, stride),
-        PoolDim::same(w, kernel, stride),
+        PoolDim::same(h, kernel, stride)?,
+        PoolDim::same(w, kernel, stride)?,
         PoolKind::Avg { with_pad: false },
     )
 }

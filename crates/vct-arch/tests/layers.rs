@@ -259,3 +259,17 @@ fn bias_act_backends_agree_forward_and_backward() {
         );
     }
 }
+
+#[test]
+fn degenerate_pooling_windows_are_errors_not_panics() {
+    let x = Tensor::zeros((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    for backend in [KernelBackend::Candle, KernelBackend::Rust] {
+        with_backend(backend, || {
+            assert!(layers::max_pool2d(&x, (0, 0), (1, 1), (0, 0), false).is_err());
+            assert!(layers::avg_pool2d(&x, (3, 3), (0, 0), (1, 1), true, true).is_err());
+            assert!(layers::max_pool2d_same(&x, 3, 0).is_err());
+            assert!(layers::avg_pool2d_same(&x, 0, 1).is_err());
+            assert!(layers::max_pool2d(&x, (9, 9), (1, 1), (0, 0), false).is_err());
+        });
+    }
+}
