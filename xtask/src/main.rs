@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod arch;
+mod bench_data;
 mod bench_train;
 mod hparams_cmds;
 mod schedule;
@@ -49,6 +50,8 @@ struct BenchArgs {
 enum BenchTarget {
     /// Training / inference images/s and peak memory: stock candle ops vs vct-kernels.
     Train(bench_train::TrainArgs),
+    /// Data pipeline images/s (decode, resize, crop, flip, normalise) vs torchvision.
+    Data(bench_data::DataArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Command::Arch(args) => arch::run(args),
         Command::Bench(args) => match args.target {
             BenchTarget::Train(a) => bench_train::run(a),
+            BenchTarget::Data(a) => bench_data::run(a),
         },
     };
     match result {
