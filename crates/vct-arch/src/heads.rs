@@ -42,7 +42,7 @@ impl LinearHead {
                 expected: "a rate in [0, 1)".into(),
             });
         }
-        self.dropout = (rate > 0.0).then(|| Dropout::new(rate, s.store().next_seed()));
+        self.dropout = (rate > 0.0).then(|| Dropout::new(rate, s.store().mask_rng()));
         Ok(self)
     }
 }

@@ -10,12 +10,10 @@
 //! Train vs eval: in eval mode weights are used detached, so inference builds
 //! no autograd graph (a graph over `Var`s keeps every activation alive).
 
-use std::sync::Mutex;
-
 use candle_core::{DType, Tensor, Var, D};
 
 use crate::error::Result;
-use crate::params::{Init, Rng, Scope};
+use crate::params::{Init, MaskRng, Scope};
 
 /// The tensor behind `v`: tracked for autograd in training, detached in eval.
 fn val(v: &Var, train: bool) -> Tensor {
@@ -473,16 +471,13 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 #[derive(Debug)]
 pub struct Dropout {
     rate: f64,
-    rng: Mutex<Rng>,
+    rng: MaskRng,
 }
 
 impl Dropout {
-    /// Dropout with `rate`, masks drawn from `seed`.
-    pub fn new(rate: f64, seed: u64) -> Dropout {
-        Dropout {
-            rate,
-            rng: Mutex::new(Rng::new(seed)),
-        }
+    /// Dropout with `rate`, masks drawn from `rng`.
+    pub fn new(rate: f64, rng: MaskRng) -> Dropout {
+        Dropout { rate, rng }
     }
 
     /// Identity in eval or at rate 0.
@@ -491,8 +486,7 @@ impl Dropout {
             return Ok(x.clone());
         }
         let keep = 1.0 - self.rate;
-        let mask: Vec<f32> = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mask: Vec<f32> = self.rng.with(|rng| {
             (0..x.elem_count())
                 .map(|_| {
                     if rng.uniform() < keep {
@@ -502,7 +496,7 @@ impl Dropout {
                     }
                 })
                 .collect()
-        };
+        });
         let m = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok((x * m)?)
     }
@@ -513,16 +507,13 @@ impl Dropout {
 #[derive(Debug)]
 pub struct DropPath {
     rate: f64,
-    rng: Mutex<Rng>,
+    rng: MaskRng,
 }
 
 impl DropPath {
-    /// Drop path with `rate`, masks drawn from `seed`.
-    pub fn new(rate: f64, seed: u64) -> DropPath {
-        DropPath {
-            rate,
-            rng: Mutex::new(Rng::new(seed)),
-        }
+    /// Drop path with `rate`, masks drawn from `rng`.
+    pub fn new(rate: f64, rng: MaskRng) -> DropPath {
+        DropPath { rate, rng }
     }
 
     /// Identity in eval or at rate 0.
@@ -532,8 +523,7 @@ impl DropPath {
         }
         let n = x.dim(0)?;
         let keep = 1.0 - self.rate;
-        let mask: Vec<f32> = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mask: Vec<f32> = self.rng.with(|rng| {
             (0..n)
                 .map(|_| {
                     if rng.uniform() < keep {
@@ -543,7 +533,7 @@ impl DropPath {
                     }
                 })
                 .collect()
-        };
+        });
         let m = Tensor::from_vec(mask, (n, 1, 1, 1), x.device())?.to_dtype(x.dtype())?;
         Ok(x.broadcast_mul(&m)?)
     }

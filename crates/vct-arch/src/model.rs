@@ -391,6 +391,13 @@ impl Classifier {
         self.head.forward(&self.embed(x, train)?, train)
     }
 
+    /// Restarts the random masks of dropout and drop path from (their seed,
+    /// `salt`). The trainer sets the salt to the epoch, so a run resumed at an
+    /// epoch boundary draws the same masks as an uninterrupted one.
+    pub fn set_mask_salt(&self, salt: u64) {
+        self.store.set_mask_salt(salt);
+    }
+
     /// Every tensor (parameters and running statistics) in state-dict order.
     pub fn entries(&self) -> Vec<Entry> {
         self.store.entries()

@@ -6,6 +6,7 @@
 //! head. Initial values come from an explicit seed, never from a global RNG,
 //! so the same seed builds the same model.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -104,6 +105,45 @@ struct Inner {
     entries: Mutex<Vec<Entry>>,
     rng: Mutex<Rng>,
     device: Device,
+    mask_salt: Arc<AtomicU64>,
+}
+
+/// The random stream of one stochastic layer (dropout, drop path): a function of
+/// the layer's seed and the store's mask salt only, so setting the salt (e.g. to
+/// the epoch) makes the masks of a resumed run equal an uninterrupted run's.
+#[derive(Debug)]
+pub struct MaskRng {
+    seed: u64,
+    salt: Arc<AtomicU64>,
+    state: Mutex<(u64, Rng)>,
+}
+
+impl MaskRng {
+    /// A stream from `seed`, restarted whenever `salt` changes.
+    pub fn new(seed: u64, salt: Arc<AtomicU64>) -> MaskRng {
+        let s = salt.load(Ordering::SeqCst);
+        MaskRng {
+            seed,
+            salt,
+            state: Mutex::new((s, Rng::new(mix(seed, s)))),
+        }
+    }
+
+    /// Runs `f` with the stream's generator.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Rng) -> R) -> R {
+        let salt = self.salt.load(Ordering::SeqCst);
+        let mut state = lock(&self.state);
+        if state.0 != salt {
+            *state = (salt, Rng::new(mix(self.seed, salt)));
+        }
+        f(&mut state.1)
+    }
+}
+
+/// Combines a seed and a salt into a new seed (one SplitMix64 round of each).
+fn mix(seed: u64, salt: u64) -> u64 {
+    let mut r = Rng::new(seed ^ Rng::new(salt).next_u64());
+    r.next_u64()
 }
 
 impl std::fmt::Debug for Inner {
@@ -136,6 +176,7 @@ impl ParamStore {
                 entries: Mutex::new(Vec::new()),
                 rng: Mutex::new(Rng::new(seed)),
                 device: device.clone(),
+                mask_salt: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -172,6 +213,16 @@ impl ParamStore {
     /// A fresh `u64` from the store's RNG (seeds per-call randomness like drop path).
     pub fn next_seed(&self) -> u64 {
         lock(&self.inner.rng).next_u64()
+    }
+
+    /// The random stream of a new stochastic layer, tied to the store's mask salt.
+    pub fn mask_rng(&self) -> MaskRng {
+        MaskRng::new(self.next_seed(), self.inner.mask_salt.clone())
+    }
+
+    /// Restarts every stochastic layer's stream from (its seed, `salt`).
+    pub fn set_mask_salt(&self, salt: u64) {
+        self.inner.mask_salt.store(salt, Ordering::SeqCst);
     }
 
     fn create(

@@ -189,7 +189,7 @@ impl Block {
         Ok(Block {
             convs,
             downsample,
-            drop_path: DropPath::new(drop_rate, s.store().next_seed()),
+            drop_path: DropPath::new(drop_rate, s.store().mask_rng()),
         })
     }
 

@@ -3,6 +3,7 @@
 //! template-agnostic [`Trainer`] loop, checkpoints, and the run's outputs.
 
 pub mod checkpoint;
+pub mod data;
 mod error;
 pub mod loss;
 pub mod outputs;
@@ -10,6 +11,7 @@ pub mod plot;
 pub mod progress;
 pub mod recipe;
 pub mod run;
+pub mod session;
 pub mod trainer;
 
 pub use error::TrainError;

@@ -104,8 +104,11 @@ pub struct DataSummary {
     pub val: Option<String>,
     /// Validation images.
     pub val_images: usize,
-    /// Images skipped as unreadable.
+    /// Files skipped (hidden, not images, unreadable).
     pub skipped: usize,
+    /// Unreadable images met during training, with the reason.
+    #[serde(default)]
+    pub skipped_files: Vec<String>,
 }
 
 /// What a finished run reports.
@@ -235,6 +238,12 @@ pub fn train_on(
         &mut events,
     )?;
 
+    let skipped = data.skipped();
+    record.data.skipped += skipped.len();
+    record.data.skipped_files = skipped
+        .iter()
+        .map(|(p, why)| format!("{}: {why}", p.display()))
+        .collect();
     record.stop_reason = Some(outcome.reason);
     record.best = outcome.state.best;
     write_json(&opts.out.join("run.json"), &record)?;
@@ -334,6 +343,12 @@ pub fn summary_text(s: &RunSummary) -> String {
     }
     if let Some(m) = &s.best_metrics {
         t.push_str(&metrics_table(m));
+    }
+    if r.data.skipped > 0 {
+        t.push_str(&format!(
+            "skipped files: {} (see run.json)\n",
+            r.data.skipped
+        ));
     }
     t.push_str(&format!(
         "outputs: {0}/model.safetensors, run.json, metrics.json, confusion.csv, curves.svg, events.jsonl, checkpoints/\n",

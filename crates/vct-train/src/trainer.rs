@@ -54,6 +54,10 @@ pub trait BatchSource {
     fn train_steps(&self) -> usize;
     /// The validation batches, if there is a validation set.
     fn validation(&self) -> Option<Result<Batches<'_>, TrainError>>;
+    /// Images skipped so far as unreadable (path, reason).
+    fn skipped(&self) -> Vec<(std::path::PathBuf, String)> {
+        Vec::new()
+    }
 }
 
 /// How the loop runs, besides what the recipe says.
@@ -303,6 +307,9 @@ pub fn fit(
 
     while state.epoch < epochs {
         let epoch = state.epoch + 1;
+        // Dropout / drop-path masks restart from the epoch, like the data order,
+        // so resuming at an epoch boundary reproduces the uninterrupted run.
+        model.set_mask_salt(epoch as u64);
         let mut progress = EpochProgress::start(opts.progress, epoch, epochs, steps);
         let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
         let mut lr = schedule.lr(state.global_step);

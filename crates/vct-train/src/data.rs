@@ -1,0 +1,261 @@
+//! From paths to batches: opens the training and validation sets with vct-data,
+//! builds the recipe's augmentation pipelines with vct-augment, and feeds the
+//! trainer through [`BatchSource`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use candle_core::Device;
+use vct_augment::{
+    CenterCrop, Normalize, Pipeline, RandomCrop, RandomFlip, RandomResizedCrop, Resize, Transform,
+};
+use vct_data::{Dataset, LoadedBatch, Loader, LoaderConfig, Skipped};
+
+use crate::recipe::{InputNorm, Preprocess, TrainCrop};
+use crate::run::DataSummary;
+use crate::trainer::{Batch, BatchLabels, BatchSource, Batches};
+use crate::TrainError;
+
+/// Where the validation images come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValSource {
+    /// `train/` + `val/` folders under the data root if present, else a 10%
+    /// stratified split (none for fewer than 20 images).
+    Auto,
+    /// A folder or manifest.
+    Path(PathBuf),
+    /// A stratified fraction of the training data.
+    Split(f64),
+    /// No validation.
+    None,
+}
+
+fn data_err(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Component(e.to_string())
+}
+
+/// The pixel normalisation of an [`InputNorm`].
+pub fn normalize(norm: InputNorm) -> Normalize {
+    match norm {
+        InputNorm::ImageNet => Normalize::ImageNet,
+        InputNorm::Bgr255 => Normalize::Bgr255 {
+            mean: vct_augment::BGR_MEAN,
+        },
+        InputNorm::Symmetric => Normalize::Symmetric,
+    }
+}
+
+/// The training augmentation of a recipe.
+pub fn train_pipeline(p: &Preprocess) -> Pipeline {
+    let mut t: Vec<Box<dyn Transform>> = Vec::new();
+    match p.train_crop {
+        TrainCrop::RandomResized { min_scale } => t.push(Box::new(RandomResizedCrop::new(
+            p.size as u32,
+            (min_scale, 1.0),
+            (3.0 / 4.0, 4.0 / 3.0),
+        ))),
+        TrainCrop::ShorterSideRandom => {
+            t.push(Box::new(Resize::shorter_side(p.size as u32)));
+            t.push(Box::new(RandomCrop::new(p.size as u32)));
+        }
+    }
+    if p.flip_probability > 0.0 {
+        t.push(Box::new(RandomFlip::new(
+            p.flip_probability,
+            p.flip_vertical,
+        )));
+    }
+    Pipeline::new(t)
+}
+
+/// The evaluation preprocessing of a recipe: resize the shorter side, centre crop.
+pub fn eval_pipeline(p: &Preprocess) -> Pipeline {
+    Pipeline::new(vec![
+        Box::new(Resize::shorter_side(p.eval_resize as u32)),
+        Box::new(CenterCrop::new(p.size as u32)),
+    ])
+}
+
+/// Opens the training set and its validation set.
+pub fn open_datasets(
+    data: &Path,
+    val: &ValSource,
+    seed: u64,
+) -> Result<(Dataset, Option<Dataset>), TrainError> {
+    let (train_path, found_val) = match vct_data::find_splits(data) {
+        Some((train, val)) => (train, val),
+        None => (data.to_path_buf(), None),
+    };
+    let train = Dataset::open(&train_path).map_err(data_err)?;
+    match val {
+        ValSource::None => Ok((train, None)),
+        ValSource::Path(p) => {
+            let v = Dataset::open_with_concepts(p, &train.concepts).map_err(data_err)?;
+            Ok((train, Some(v)))
+        }
+        ValSource::Split(f) => {
+            let (t, v) = vct_data::split(&train, *f, seed).map_err(data_err)?;
+            Ok((t, Some(v)))
+        }
+        ValSource::Auto => match found_val {
+            Some(p) => {
+                let v = Dataset::open_with_concepts(&p, &train.concepts).map_err(data_err)?;
+                Ok((train, Some(v)))
+            }
+            None if train.items.len() >= 20 => {
+                let (t, v) = vct_data::split(&train, 0.1, seed).map_err(data_err)?;
+                Ok((t, Some(v)))
+            }
+            None => Ok((train, None)),
+        },
+    }
+}
+
+/// Converts a loaded batch into the trainer's batch.
+pub fn to_batch(b: LoadedBatch, multi_label: bool, device: &Device) -> Result<Batch, TrainError> {
+    let labels = if multi_label {
+        BatchLabels::MultiHot(b.targets.flatten_all()?.to_vec1::<f32>()?)
+    } else {
+        BatchLabels::Single(
+            b.labels
+                .iter()
+                .map(|l| l.first().copied().unwrap_or(0))
+                .collect(),
+        )
+    };
+    Ok(Batch {
+        images: b.images.to_device(device)?,
+        targets: b.targets.to_device(device)?,
+        labels,
+    })
+}
+
+/// The trainer's data: datasets, pipelines and loader settings.
+#[derive(Debug)]
+pub struct FolderSource {
+    train: Arc<Dataset>,
+    val: Option<Arc<Dataset>>,
+    train_pipeline: Arc<Pipeline>,
+    eval_pipeline: Arc<Pipeline>,
+    batch_size: usize,
+    items_per_epoch: usize,
+    seed: u64,
+    normalize: Normalize,
+    device: Device,
+    skipped: Arc<Mutex<Vec<Skipped>>>,
+}
+
+impl FolderSource {
+    /// A source over `train` (and `val`) for a recipe's preprocessing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        train: Dataset,
+        val: Option<Dataset>,
+        preprocess: &Preprocess,
+        batch_size: usize,
+        items_per_epoch: usize,
+        seed: u64,
+        device: Device,
+    ) -> FolderSource {
+        FolderSource {
+            train: Arc::new(train),
+            val: val.map(Arc::new),
+            train_pipeline: Arc::new(train_pipeline(preprocess)),
+            eval_pipeline: Arc::new(eval_pipeline(preprocess)),
+            batch_size: batch_size.max(1),
+            items_per_epoch,
+            seed,
+            normalize: normalize(preprocess.norm),
+            device,
+            skipped: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Image counts for `run.json`.
+    pub fn summary(&self, train: &Path, val: Option<&Path>) -> DataSummary {
+        DataSummary {
+            train: train.display().to_string(),
+            train_images: self.train.items.len(),
+            val: val.map(|v| v.display().to_string()),
+            val_images: self.val.as_ref().map(|v| v.items.len()).unwrap_or(0),
+            skipped: self.train.skipped.len()
+                + self.val.as_ref().map(|v| v.skipped.len()).unwrap_or(0),
+            skipped_files: Vec::new(),
+        }
+    }
+
+    fn loader(
+        &self,
+        dataset: &Arc<Dataset>,
+        pipeline: &Arc<Pipeline>,
+        epoch: u64,
+        items: usize,
+        shuffle: bool,
+    ) -> Loader {
+        Loader::new(
+            dataset.clone(),
+            pipeline.clone(),
+            LoaderConfig {
+                batch_size: self.batch_size,
+                seed: self.seed,
+                epoch,
+                items_per_epoch: items,
+                shuffle,
+                normalize: self.normalize,
+                ..LoaderConfig::default()
+            },
+        )
+    }
+
+    fn batches<'a>(&'a self, loader: Loader, multi_label: bool) -> Batches<'a> {
+        Box::new(loader.map(move |b| {
+            let b = b.map_err(data_err)?;
+            if !b.skipped.is_empty() {
+                if let Ok(mut all) = self.skipped.lock() {
+                    for s in &b.skipped {
+                        // An unreadable file is met once per epoch: report it once.
+                        if !all.iter().any(|k| k.path == s.path) {
+                            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+                            all.push(s.clone());
+                        }
+                    }
+                }
+            }
+            to_batch(b, multi_label, &self.device)
+        }))
+    }
+}
+
+impl BatchSource for FolderSource {
+    fn train_epoch(&self, epoch: usize) -> Result<Batches<'_>, TrainError> {
+        let loader = self.loader(
+            &self.train,
+            &self.train_pipeline,
+            epoch as u64,
+            self.items_per_epoch,
+            true,
+        );
+        Ok(self.batches(loader, self.train.multi_label))
+    }
+
+    fn train_steps(&self) -> usize {
+        self.items_per_epoch.div_ceil(self.batch_size)
+    }
+
+    fn skipped(&self) -> Vec<(PathBuf, String)> {
+        self.skipped
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .map(|s| (s.path.clone(), s.reason.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn validation(&self) -> Option<Result<Batches<'_>, TrainError>> {
+        let val = self.val.as_ref()?;
+        let loader = self.loader(val, &self.eval_pipeline, 0, val.items.len(), false);
+        Some(Ok(self.batches(loader, self.train.multi_label)))
+    }
+}
