@@ -38,8 +38,8 @@ impl Default for DemoConfig {
         DemoConfig {
             seed: 0,
             size: 64,
-            train_per_class: 100,
-            val_per_class: 25,
+            train_per_class: 150,
+            val_per_class: 50,
         }
     }
 }
@@ -93,7 +93,7 @@ fn background(size: u32, bg: [f32; 3], rng: &mut ItemRng) -> RgbImage {
     RgbImage::from_fn(size, size, |x, y| {
         let t = (x as f32 + y as f32) / (2.0 * s) - 0.5;
         Rgb(std::array::from_fn(|c| {
-            (bg[c] + g[c] * t + rng.random_range(-18.0..18.0)).clamp(0.0, 255.0) as u8
+            (bg[c] + g[c] * t + rng.random_range(-12.0..12.0)).clamp(0.0, 255.0) as u8
         }))
     })
 }
@@ -145,7 +145,7 @@ fn single_image(size: u32, shape: Shape, rng: &mut ItemRng) -> RgbImage {
     let (bg, fg) = colours(rng);
     let mut img = background(size, bg, rng);
     let s = size as f32;
-    let side = rng.random_range(0.4 * s..0.7 * s);
+    let side = rng.random_range(0.45 * s..0.75 * s);
     let x0 = rng.random_range(0.0..(s - side).max(1.0));
     let y0 = rng.random_range(0.0..(s - side).max(1.0));
     draw(&mut img, shape, fg, (x0, y0, side), rng);
