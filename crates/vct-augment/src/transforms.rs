@@ -104,6 +104,14 @@ impl Resize {
         }
     }
 
+    /// Exactly `width`×`height` (aspect not kept), bilinear.
+    pub fn exact(width: u32, height: u32) -> Resize {
+        Resize {
+            target: ResizeTarget::Exact(width, height),
+            filter: Filter::Bilinear,
+        }
+    }
+
     /// The same resize with another filter.
     pub fn with_filter(mut self, filter: Filter) -> Resize {
         self.filter = filter;

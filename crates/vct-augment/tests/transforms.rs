@@ -238,6 +238,10 @@ fn resize_sizes_follow_torchvision() {
     assert_eq!(r.output_size(375, 500), (256, 341));
     assert_eq!(r.output_size(300, 300), (256, 256));
     assert_eq!(Resize::square(224).output_size(500, 375), (224, 224));
+    let exact = Resize::exact(30, 7)
+        .apply(test_card(50, 40), &mut rng())
+        .unwrap();
+    assert_eq!(exact.dimensions(), (30, 7));
     let out = r.apply(test_card(50, 40), &mut rng()).unwrap();
     assert_eq!(out.dimensions(), (320, 256));
     // A flat image stays flat whatever the filter.

@@ -58,6 +58,11 @@ impl Concepts {
         self.names.binary_search_by(|n| n.as_str().cmp(name)).ok()
     }
 
+    /// The index of `name` (the same as [`Concepts::index`]).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.index(name)
+    }
+
     /// The name at `index`.
     pub fn name(&self, index: usize) -> Option<&str> {
         self.names.get(index).map(String::as_str)

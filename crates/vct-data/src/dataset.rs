@@ -87,6 +87,9 @@ pub enum CorruptPolicy {
     Fail,
 }
 
+/// The loader's error policy under the name the trainer's API uses.
+pub type OnError = CorruptPolicy;
+
 /// How to open a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenOptions {

@@ -21,7 +21,8 @@ mod sampler;
 pub use cifar::{cifar10_from_dir, read_cifar10_bin, CIFAR10_CLASSES};
 pub use concepts::Concepts;
 pub use dataset::{
-    find_splits, split, CorruptPolicy, Dataset, Item, OpenOptions, SkipKind, Skipped, Source,
+    find_splits, split, CorruptPolicy, Dataset, Item, OnError, OpenOptions, SkipKind, Skipped,
+    Source,
 };
 pub use error::DataError;
 pub use loader::{LoadedBatch, Loader, LoaderConfig, Progress};

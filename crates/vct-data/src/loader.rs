@@ -11,7 +11,9 @@ use std::thread::JoinHandle;
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
-use vct_augment::{item_rng, write_chw, AugmentError, DecodeOptions, Mixup, Normalize, Pipeline};
+use vct_augment::{
+    item_rng, write_chw, AugmentError, DecodeOptions, Mixup, Normalize, Pipeline, RgbImage,
+};
 
 use crate::dataset::{CorruptPolicy, SkipKind, Skipped};
 use crate::error::config;
@@ -217,7 +219,7 @@ impl Drop for Loader {
 }
 
 /// One decoded, augmented, normalised image.
-type Prepared = Result<(Vec<f32>, (u32, u32)), AugmentError>;
+type Prepared = Result<RgbImage, AugmentError>;
 
 fn work(
     data: &Dataset,
@@ -257,17 +259,13 @@ fn work(
             chunk
                 .par_iter()
                 .map(|&(idx, key)| {
-                    let item = &data.items[idx];
-                    let img = item.load(&cfg.decode)?;
+                    let img = data.items[idx].load(&cfg.decode)?;
                     let mut rng = item_rng(cfg.seed, cfg.epoch, key);
-                    let img = pipeline.apply(img, &mut rng)?;
-                    let mut buf = vec![0f32; 3 * img.width() as usize * img.height() as usize];
-                    write_chw(&img, cfg.normalize, &mut buf)?;
-                    Ok((buf, img.dimensions()))
+                    pipeline.apply(img, &mut rng)
                 })
                 .collect()
         });
-        let result = assemble(data, cfg, b, chunk, prepared);
+        let result = assemble(data, cfg, b, chunk, prepared, &pool);
         let failed = result.is_err();
         match result {
             Ok(None) => continue,
@@ -293,6 +291,7 @@ fn assemble(
     batch_index: usize,
     chunk: &[(usize, u64)],
     prepared: Vec<Prepared>,
+    pool: &rayon::ThreadPool,
 ) -> Result<Option<LoadedBatch>, DataError> {
     let mut skipped = Vec::new();
     let mut good = Vec::with_capacity(chunk.len());
@@ -312,33 +311,44 @@ fn assemble(
             Err(e) => return Err(e.into()),
         }
     }
-    let Some((_, (_, size))) = good.first() else {
+    let Some((_, first)) = good.first() else {
         return Ok(None);
     };
-    let (w, h) = *size;
+    let (w, h) = first.dimensions();
     let per = 3 * w as usize * h as usize;
     let n = good.len();
     let k = data.concepts.len();
-    let mut images = Vec::with_capacity(per * n);
+    if let Some((i, (_, img))) = good
+        .iter()
+        .enumerate()
+        .find(|(_, (_, img))| img.dimensions() != (w, h))
+    {
+        return Err(AugmentError::SizeMismatch {
+            index: i,
+            got: img.dimensions(),
+            expected: (w, h),
+        }
+        .into());
+    }
+    // Normalise straight into the batch buffer, in parallel: no per-image f32
+    // buffers and no serial copy between the pool's batches.
+    let mut images = vec![0f32; per * n];
+    pool.install(|| {
+        images
+            .par_chunks_mut(per)
+            .zip(good.par_iter())
+            .try_for_each(|(out, (_, img))| write_chw(img, cfg.normalize, out))
+    })?;
     let mut targets = vec![0f32; n * k];
     let mut labels = Vec::with_capacity(n);
     let mut indices = Vec::with_capacity(n);
-    for (i, (idx, (buf, dims))) in good.into_iter().enumerate() {
-        if dims != (w, h) {
-            return Err(AugmentError::SizeMismatch {
-                index: i,
-                got: dims,
-                expected: (w, h),
-            }
-            .into());
-        }
-        images.extend_from_slice(&buf);
-        let item = &data.items[idx];
+    for (i, (idx, _)) in good.iter().enumerate() {
+        let item = &data.items[*idx];
         for &l in &item.labels {
             targets[i * k + l] = 1.0;
         }
         labels.push(item.labels.clone());
-        indices.push(idx);
+        indices.push(*idx);
     }
     if let Some(mix) = &cfg.mixup {
         let mut rng = item_rng(cfg.seed ^ MIX_STREAM, cfg.epoch, batch_index as u64);

@@ -197,6 +197,8 @@ fn concept_index_is_sorted_stable_and_serialisable() {
     assert_eq!(c.names(), ["ant", "moth", "zebra"]);
     assert_eq!(c.index("moth"), Some(1));
     assert_eq!(c.index("wasp"), None);
+    assert_eq!(c.index_of("zebra"), Some(2));
+    assert_eq!(c.index_of("Zebra"), None);
     assert_eq!(c.name(2), Some("zebra"));
     let json = serde_json::to_string(&c).unwrap();
     assert_eq!(json, r#"["ant","moth","zebra"]"#);
