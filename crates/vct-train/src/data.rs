@@ -180,7 +180,13 @@ impl FolderSource {
             val_images: self.val.as_ref().map(|v| v.items.len()).unwrap_or(0),
             skipped: self.train.skipped.len()
                 + self.val.as_ref().map(|v| v.skipped.len()).unwrap_or(0),
-            skipped_files: Vec::new(),
+            skipped_files: self
+                .train
+                .skipped
+                .iter()
+                .chain(self.val.iter().flat_map(|v| v.skipped.iter()))
+                .map(|s| format!("{}: {}", s.path.display(), s.reason))
+                .collect(),
         }
     }
 
@@ -213,9 +219,9 @@ impl FolderSource {
             if !b.skipped.is_empty() {
                 if let Ok(mut all) = self.skipped.lock() {
                     for s in &b.skipped {
-                        // An unreadable file is met once per epoch: report it once.
+                        // An unreadable file is met once per epoch: count it once
+                        // (vct-data logs each one as it meets it).
                         if !all.iter().any(|k| k.path == s.path) {
-                            eprintln!("skipped {}: {}", s.path.display(), s.reason);
                             all.push(s.clone());
                         }
                     }

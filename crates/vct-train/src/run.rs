@@ -106,7 +106,7 @@ pub struct DataSummary {
     pub val_images: usize,
     /// Files skipped (hidden, not images, unreadable).
     pub skipped: usize,
-    /// Unreadable images met during training, with the reason.
+    /// Files left out (while scanning, or unreadable during training), with the reason.
     #[serde(default)]
     pub skipped_files: Vec<String>,
 }
@@ -240,10 +240,11 @@ pub fn train_on(
 
     let skipped = data.skipped();
     record.data.skipped += skipped.len();
-    record.data.skipped_files = skipped
-        .iter()
-        .map(|(p, why)| format!("{}: {why}", p.display()))
-        .collect();
+    record.data.skipped_files.extend(
+        skipped
+            .iter()
+            .map(|(p, why)| format!("{}: {why}", p.display())),
+    );
     record.stop_reason = Some(outcome.reason);
     record.best = outcome.state.best;
     write_json(&opts.out.join("run.json"), &record)?;
