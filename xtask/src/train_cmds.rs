@@ -83,6 +83,62 @@ pub struct TrainArgs {
     /// Log lines instead of progress bars.
     #[arg(long)]
     plain: bool,
+    /// Mixup on training batches with this Beta(α, α) (RSB-A1: 0.2).
+    #[arg(long, value_name = "ALPHA")]
+    mixup: Option<f64>,
+    /// CutMix on training batches with this Beta(α, α) (RSB-A1: 1.0).
+    #[arg(long, value_name = "ALPHA")]
+    cutmix: Option<f64>,
+    /// RandAugment after crop and flip: `N,M` or `N,M,STD` (RSB-A1: 2,7,0.5).
+    #[arg(long, value_name = "N,M[,STD]")]
+    randaugment: Option<String>,
+    /// All of the RSB-A1 paper's extras: Mixup 0.2, CutMix 1.0, RandAugment 2,7,0.5.
+    #[arg(long, conflicts_with_all = ["mixup", "cutmix", "randaugment"])]
+    rsb_extras: bool,
+}
+
+/// Parses `--mixup`, `--cutmix`, `--randaugment` and `--rsb-extras`.
+fn extras(args: &TrainArgs) -> anyhow::Result<vct_train::run::Extras> {
+    if args.rsb_extras {
+        return Ok(vct_train::run::Extras::rsb_a1());
+    }
+    for (flag, v) in [("--mixup", args.mixup), ("--cutmix", args.cutmix)] {
+        if let Some(a) = v {
+            if !(a.is_finite() && a > 0.0) {
+                bail!("{flag} {a}: expected a positive alpha");
+            }
+        }
+    }
+    let mixup = (args.mixup.is_some() || args.cutmix.is_some()).then(|| vct_augment::Mixup {
+        mixup_alpha: args.mixup.unwrap_or(0.0),
+        cutmix_alpha: args.cutmix.unwrap_or(0.0),
+        prob: 1.0,
+        switch_prob: 0.5,
+    });
+    let randaugment = match &args.randaugment {
+        None => None,
+        Some(spec) => {
+            let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+            let bad =
+                || anyhow::anyhow!("--randaugment {spec}: expected N,M or N,M,STD (e.g. 2,7,0.5)");
+            if !(2..=3).contains(&parts.len()) {
+                return Err(bad());
+            }
+            let n: usize = parts[0].parse().map_err(|_| bad())?;
+            let m: f64 = parts[1].parse().map_err(|_| bad())?;
+            let std: f64 = parts
+                .get(2)
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(|_| bad())?
+                .unwrap_or(0.0);
+            if !(0.0..=30.0).contains(&m) || !(std >= 0.0) {
+                return Err(bad());
+            }
+            Some((n, m, std))
+        }
+    };
+    Ok(vct_train::run::Extras { mixup, randaugment })
 }
 
 /// Parses `--device`.
@@ -237,6 +293,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         ProgressMode::Auto
     };
     opts.device = parse_device(&args.device)?;
+    opts.extras = extras(&args)?;
     let stop = opts.stop.clone();
     // First Ctrl-C: finish the current step and stop (the last checkpoint stays);
     // a second one exits at once.

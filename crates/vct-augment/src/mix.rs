@@ -9,7 +9,7 @@ use crate::error::param;
 use crate::{AugmentError, ItemRng};
 
 /// Mixup / CutMix settings (timm names).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Mixup {
     /// Beta(α, α) of Mixup's λ; 0 turns Mixup off.
     pub mixup_alpha: f64,
@@ -22,10 +22,11 @@ pub struct Mixup {
 }
 
 impl Mixup {
-    /// The RSB-A1 setting: Mixup 0.1, CutMix 1.0, always, switching half the time.
+    /// The RSB-A1 setting (Wightman et al. 2021, table 1): Mixup 0.2, CutMix 1.0,
+    /// always, switching half the time.
     pub fn rsb_a1() -> Mixup {
         Mixup {
-            mixup_alpha: 0.1,
+            mixup_alpha: 0.2,
             cutmix_alpha: 1.0,
             prob: 1.0,
             switch_prob: 0.5,

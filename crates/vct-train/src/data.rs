@@ -12,7 +12,7 @@ use vct_augment::{
 use vct_data::{Dataset, LoadedBatch, Loader, LoaderConfig, Skipped};
 
 use crate::recipe::{InputNorm, Preprocess, TrainCrop};
-use crate::run::DataSummary;
+use crate::run::{DataSummary, Extras};
 use crate::trainer::{Batch, BatchLabels, BatchSource, Batches};
 use crate::TrainError;
 
@@ -45,8 +45,8 @@ pub fn normalize(norm: InputNorm) -> Normalize {
     }
 }
 
-/// The training augmentation of a recipe.
-pub fn train_pipeline(p: &Preprocess) -> Pipeline {
+/// The training augmentation of a recipe, with RandAugment `(n, m, std)` last if asked.
+pub fn train_pipeline(p: &Preprocess, randaugment: Option<(usize, f64, f64)>) -> Pipeline {
     let mut t: Vec<Box<dyn Transform>> = Vec::new();
     match p.train_crop {
         TrainCrop::RandomResized { min_scale } => t.push(Box::new(RandomResizedCrop::new(
@@ -64,6 +64,9 @@ pub fn train_pipeline(p: &Preprocess) -> Pipeline {
             p.flip_probability,
             p.flip_vertical,
         )));
+    }
+    if let Some((n, m, std)) = randaugment {
+        t.push(Box::new(vct_augment::RandAugment::new(n, m, std)));
     }
     Pipeline::new(t)
 }
@@ -143,6 +146,7 @@ pub struct FolderSource {
     normalize: Normalize,
     device: Device,
     skipped: Arc<Mutex<Vec<Skipped>>>,
+    mixup: Option<vct_augment::Mixup>,
 }
 
 impl FolderSource {
@@ -156,11 +160,12 @@ impl FolderSource {
         items_per_epoch: usize,
         seed: u64,
         device: Device,
+        extras: Extras,
     ) -> FolderSource {
         FolderSource {
             train: Arc::new(train),
             val: val.map(Arc::new),
-            train_pipeline: Arc::new(train_pipeline(preprocess)),
+            train_pipeline: Arc::new(train_pipeline(preprocess, extras.randaugment)),
             eval_pipeline: Arc::new(eval_pipeline(preprocess)),
             batch_size: batch_size.max(1),
             items_per_epoch,
@@ -168,6 +173,7 @@ impl FolderSource {
             normalize: normalize(preprocess.norm),
             device,
             skipped: Arc::new(Mutex::new(Vec::new())),
+            mixup: extras.mixup,
         }
     }
 
@@ -196,7 +202,7 @@ impl FolderSource {
         pipeline: &Arc<Pipeline>,
         epoch: u64,
         items: usize,
-        shuffle: bool,
+        training: bool,
     ) -> Loader {
         Loader::new(
             dataset.clone(),
@@ -206,7 +212,8 @@ impl FolderSource {
                 seed: self.seed,
                 epoch,
                 items_per_epoch: items,
-                shuffle,
+                shuffle: training,
+                mixup: if training { self.mixup } else { None },
                 normalize: self.normalize,
                 ..LoaderConfig::default()
             },

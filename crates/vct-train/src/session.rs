@@ -57,6 +57,7 @@ pub fn train(
         items,
         opts.seed,
         opts.device.clone(),
+        opts.extras,
     );
     let summary = source.summary(data, val_path.as_deref());
     train_on(hparams, &source, &concepts, summary, opts)
@@ -116,6 +117,7 @@ impl TrainedModel {
             0,
             self.record.seed,
             self.model.device().clone(),
+            Default::default(),
         );
         let batches = source
             .validation()

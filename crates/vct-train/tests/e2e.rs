@@ -109,7 +109,9 @@ fn check_run(template: Template, extra: &[&str]) -> (tempfile::TempDir, RunSumma
     assert_eq!(m.count, 8);
     assert_eq!(m.per_concept.len(), 4);
     let image = data.join("val/circle/0000.png");
-    let p = model.predict(std::slice::from_ref(&image), 4, true).unwrap();
+    let p = model
+        .predict(std::slice::from_ref(&image), 4, true)
+        .unwrap();
     assert_eq!(p[0].concepts.len(), 4);
     assert!(p[0]
         .embedding
@@ -308,4 +310,27 @@ fn missing_data_is_a_clear_error() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("no-such-folder"), "{err}");
+}
+
+#[test]
+fn rsb_extras_mix_batches_and_train() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = demo(tmp.path(), false);
+    let out = tmp.path().join("run");
+    let mut o = options(&out);
+    o.extras = vct_train::run::Extras::rsb_a1();
+    let s = session::train(
+        &hparams(Template::RsbA1, &["num_epochs=1"]),
+        &data,
+        &ValSource::Auto,
+        &o,
+    )
+    .unwrap();
+    assert_eq!(s.record.extras, vct_train::run::Extras::rsb_a1());
+    let run = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(
+        run.contains("\"cutmix_alpha\": 1.0") && run.contains("\"mixup_alpha\": 0.2"),
+        "{run}"
+    );
+    assert!(epoch_losses(&out)[0].is_finite());
 }
