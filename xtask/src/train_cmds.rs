@@ -208,10 +208,27 @@ fn demo_data() -> anyhow::Result<PathBuf> {
 
 /// Runs `cargo xtask train`.
 pub fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let demo = args.data.is_none();
-    let data = match &args.data {
-        Some(d) => d.clone(),
-        None => demo_data()?,
+    // Resuming without --data reads the images the run was trained on.
+    let resumed_data = match (&args.resume, &args.data) {
+        (Some(dir), None) => {
+            let path = dir.join("run.json");
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading {} (pass --data to name the images)",
+                    path.display()
+                )
+            })?;
+            let record: vct_train::run::RunRecord = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a vct run record", path.display()))?;
+            Some(PathBuf::from(record.data.train))
+        }
+        _ => None,
+    };
+    let demo = args.data.is_none() && resumed_data.is_none();
+    let data = match (&args.data, resumed_data) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d,
+        (None, None) => demo_data()?,
     };
     let requested = args
         .template

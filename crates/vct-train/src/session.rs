@@ -59,7 +59,12 @@ pub fn train(
         opts.device.clone(),
         opts.extras,
     );
-    let summary = source.summary(data, val_path.as_deref());
+    // Absolute paths, so `--resume` finds the images from any directory.
+    let absolute = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let summary = source.summary(
+        &absolute(data),
+        val_path.as_deref().map(absolute).as_deref(),
+    );
     train_on(hparams, &source, &concepts, summary, opts)
 }
 
