@@ -1,5 +1,6 @@
 //! `cargo xtask bench train`: training and inference images/s and peak memory of the
-//! architectures, stock candle ops vs the vct-kernels backend.
+//! architectures, stock candle ops vs the vct-kernels backends (Rust kernels, and oneDNN
+//! when xtask is built with `--features onednn`).
 //!
 //! Each configuration (architecture × batch×size × backend × mode) runs in its own child
 //! process, so its peak resident memory (`VmHWM` in `/proc/self/status`) is its own.
@@ -28,7 +29,8 @@ pub struct TrainArgs {
     /// Batch×size pairs (comma separated), e.g. `16x64,8x224`.
     #[arg(long, value_delimiter = ',', default_value = "16x64,8x224")]
     pub shape: Vec<String>,
-    /// Backends (comma separated): `candle` (stock ops), `rust` (vct-kernels).
+    /// Backends (comma separated): `candle` (stock ops), `rust` (vct-kernels), `onednn`
+    /// (oneDNN through vct-kernels; needs xtask built with `--features onednn`).
     #[arg(long, value_delimiter = ',', default_value = "candle,rust")]
     pub backend: Vec<String>,
     /// What to time (comma separated): `train`, `infer`.
@@ -74,7 +76,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             "{}",
             serde_json::json!({
                 "arch": cfg.arch.name(), "batch": cfg.batch, "size": cfg.size,
-                "backend": backend_name(cfg.backend), "mode": mode_name(cfg.train),
+                "backend": cfg.backend.name(), "mode": mode_name(cfg.train),
                 "images_per_s": img_s, "median_step_ms": step_ms, "peak_rss_mib": peak,
             })
         );
@@ -86,8 +88,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     // (measured: ResNet-50 training 9.1 -> 14.4 images/s on 2 cores). Both backends get
     // the same setting; an explicit one in the environment wins.
     let spin = std::env::var("CANDLE_BARRIER_POOL_SPIN_LIMIT").unwrap_or_else(|_| "0".into());
+    // oneDNN's OpenMP threads spin after each primitive by default and take the cores
+    // from candle's and rayon's threads between calls (vct-onednn README: ResNet-50
+    // layers 780 -> 66 ms on 2 cores). It must be set before the child starts.
+    let omp_wait = std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "PASSIVE".into());
     println!(
-        "CANDLE_BARRIER_POOL_SPIN_LIMIT={spin}, rayon threads: {}",
+        "CANDLE_BARRIER_POOL_SPIN_LIMIT={spin}, OMP_WAIT_POLICY={omp_wait}, rayon threads: {}",
         rayon_threads()
     );
     let mut lines = Vec::new();
@@ -98,10 +104,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     for cfg in &configs {
         let out = Command::new(&exe)
             .env("CANDLE_BARRIER_POOL_SPIN_LIMIT", &spin)
+            .env("OMP_WAIT_POLICY", &omp_wait)
             .args(["bench", "train", "--child"])
             .args(["--arch", cfg.arch.name()])
             .args(["--shape", &format!("{}x{}", cfg.batch, cfg.size)])
-            .args(["--backend", backend_name(cfg.backend)])
+            .args(["--backend", cfg.backend.name()])
             .args(["--mode", mode_name(cfg.train)])
             .args(["--steps", &args.steps.to_string()])
             .args(["--classes", &args.classes.to_string()])
@@ -117,7 +124,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                     cfg.arch.name(),
                     cfg.batch,
                     cfg.size,
-                    backend_name(cfg.backend),
+                    cfg.backend.name(),
                     mode_name(cfg.train),
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
@@ -128,7 +135,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             "{:<16} {:>9} {:<7} {:<6} {:>9.2} {:>11.1} {:>10.0}",
             cfg.arch.name(),
             format!("{}x{}", cfg.batch, cfg.size),
-            backend_name(cfg.backend),
+            cfg.backend.name(),
             mode_name(cfg.train),
             row["images_per_s"].as_f64().unwrap_or(f64::NAN),
             row["median_step_ms"].as_f64().unwrap_or(f64::NAN),
@@ -157,13 +164,6 @@ fn rayon_threads() -> usize {
         .unwrap_or(1)
 }
 
-fn backend_name(b: KernelBackend) -> &'static str {
-    match b {
-        KernelBackend::Candle => "candle",
-        KernelBackend::Rust => "rust",
-    }
-}
-
 fn mode_name(train: bool) -> &'static str {
     if train {
         "train"
@@ -187,10 +187,14 @@ fn configs(args: &TrainArgs) -> anyhow::Result<Vec<Config>> {
     }
     let mut backends = Vec::new();
     for b in &args.backend {
-        backends.push(
-            KernelBackend::parse(b)
-                .ok_or_else(|| anyhow!("--backend {b:?}: expected `candle` or `rust`"))?,
-        );
+        let backend = KernelBackend::parse(b)
+            .ok_or_else(|| anyhow!("--backend {b:?}: expected `candle`, `rust` or `onednn`"))?;
+        // Refused up front: a build without oneDNN must not time the Rust kernels under
+        // the name `onednn`.
+        backend
+            .check()
+            .with_context(|| format!("--backend {b:?}"))?;
+        backends.push(backend);
     }
     let mut modes = Vec::new();
     for m in &args.mode {

@@ -18,6 +18,9 @@
 //! nets still run every kernel on the same layer kinds (stem conv 7×7/2 + max pool
 //! 3×3/2, bottleneck 1×1 / 3×3 stride 2 / grouped 32×4d, downsample 1×1/2, batch norm);
 //! vct-kernels' own tests compare each kernel on every layer shape.
+//!
+//! With the `onednn` feature, the same steps also compare `KernelBackend::OneDnn`
+//! (oneDNN convolution, batch norm and pooling) against `KernelBackend::Rust`.
 
 use candle_core::{Device, Tensor, Var};
 use vct_arch::params::{Group, ParamStore};
@@ -95,12 +98,31 @@ fn step(net: &Net, x: &Tensor, labels: &Tensor) -> (f32, Vec<(String, Tensor)>) 
 }
 
 fn check(name: &str, cfg: ResNetConfig, n: usize, size: usize) {
+    compare(
+        name,
+        cfg,
+        n,
+        size,
+        KernelBackend::Candle,
+        KernelBackend::Rust,
+    );
+}
+
+/// One step under `reference` and one under `other` agree within 1e-4.
+fn compare(
+    name: &str,
+    cfg: ResNetConfig,
+    n: usize,
+    size: usize,
+    reference: KernelBackend,
+    other: KernelBackend,
+) {
     let x = input(n, size);
     let labels: Vec<u32> = (0..n as u32).map(|i| (i * 3) % 5).collect();
     let labels = Tensor::new(labels.as_slice(), &Device::Cpu).unwrap();
     let (stock, ours) = (net(&cfg), net(&cfg));
-    let (l_stock, g_stock) = with_backend(KernelBackend::Candle, || step(&stock, &x, &labels));
-    let (l_ours, g_ours) = with_backend(KernelBackend::Rust, || step(&ours, &x, &labels));
+    let (l_stock, g_stock) = with_backend(reference, || step(&stock, &x, &labels));
+    let (l_ours, g_ours) = with_backend(other, || step(&ours, &x, &labels));
     let dl = ((l_ours - l_stock) / l_stock).abs();
     assert!(dl < 1e-4, "{name}: loss {l_ours} vs stock {l_stock}");
     assert_eq!(g_stock.len(), g_ours.len());
@@ -141,4 +163,40 @@ fn resnext50_one_block_per_stage_step_matches_stock_ops() {
         ..ResNetConfig::resnext50_32x4d()
     };
     check("resnext50_32x4d [1,1,1,1]", cfg, 4, 64);
+}
+
+#[cfg(feature = "onednn")]
+#[test]
+fn resnet18_onednn_step_matches_rust() {
+    let (rust, dnnl) = (KernelBackend::Rust, KernelBackend::OneDnn);
+    compare(
+        "resnet18 onednn",
+        ResNetConfig::resnet18(),
+        2,
+        64,
+        rust,
+        dnnl,
+    );
+}
+
+#[cfg(feature = "onednn")]
+#[test]
+fn resnet50_one_block_per_stage_onednn_step_matches_rust() {
+    let cfg = ResNetConfig {
+        layers: [1, 1, 1, 1],
+        ..ResNetConfig::resnet50()
+    };
+    let (rust, dnnl) = (KernelBackend::Rust, KernelBackend::OneDnn);
+    compare("resnet50 [1,1,1,1] onednn", cfg, 2, 64, rust, dnnl);
+}
+
+#[cfg(feature = "onednn")]
+#[test]
+fn resnext50_one_block_per_stage_onednn_step_matches_rust() {
+    let cfg = ResNetConfig {
+        layers: [1, 1, 1, 1],
+        ..ResNetConfig::resnext50_32x4d()
+    };
+    let (rust, dnnl) = (KernelBackend::Rust, KernelBackend::OneDnn);
+    compare("resnext50_32x4d [1,1,1,1] onednn", cfg, 4, 64, rust, dnnl);
 }

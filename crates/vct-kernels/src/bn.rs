@@ -36,6 +36,18 @@ pub fn batch_norm_train(
     relu: bool,
 ) -> candle_core::Result<(Tensor, BatchStats)> {
     let (x, gamma, beta) = prepare_all(x, gamma, beta, eps)?;
+    if crate::backend::dispatch_onednn(&x)? {
+        // The arguments were validated above (this crate's contract, e.g. eps > 0), so an
+        // error here is a shape oneDNN cannot do: the Rust kernel below runs instead.
+        if let Ok((y, s)) = vct_onednn::ops::batch_norm_train(&x, &gamma, &beta, eps, relu) {
+            let stats = BatchStats {
+                mean: s.mean,
+                var: s.var,
+                count: s.count,
+            };
+            return Ok((y, stats));
+        }
+    }
     let saved = Arc::new(Mutex::new(None));
     let y = x.apply_op3(
         &gamma,
@@ -88,6 +100,21 @@ pub fn batch_norm_eval(
             .into());
         }
         stats.push(t.to_vec1::<f32>()?);
+    }
+    if crate::backend::dispatch_onednn(&x)? {
+        // The arguments were validated above (this crate's contract, e.g. eps > 0), so an
+        // error here is a shape oneDNN cannot do: the Rust kernel below runs instead.
+        if let Ok(y) = vct_onednn::ops::batch_norm_eval(
+            &x,
+            &gamma,
+            &beta,
+            running_mean,
+            running_var,
+            eps,
+            relu,
+        ) {
+            return Ok(y);
+        }
     }
     let var = stats.pop().unwrap_or_default();
     let mean = stats.pop().unwrap_or_default();

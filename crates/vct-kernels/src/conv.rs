@@ -82,6 +82,14 @@ pub fn conv2d(
     let x = prepare(x, 4, OP, "input")?;
     let w = prepare(w, 4, OP, "weight")?;
     let g = geometry(x.dims(), w.dims(), stride, padding, groups)?;
+    if crate::backend::dispatch_onednn(&x)? {
+        // The arguments were validated above (this crate's contract, stricter than
+        // oneDNN's in places), so an error here is a shape oneDNN cannot do: the Rust
+        // kernel below computes it (or reports what is wrong with the bias).
+        if let Ok(y) = vct_onednn::ops::conv2d(&x, &w, bias, stride, padding, groups) {
+            return Ok(y);
+        }
+    }
     let y = x.apply_op2(&w, Conv { g })?;
     match bias {
         None => Ok(y),

@@ -57,6 +57,14 @@ pub enum KernelError {
         /// Which argument.
         what: &'static str,
     },
+    /// The selected backend cannot run in this build or on this machine.
+    #[error("kernel backend `{backend}` is unavailable: {reason}")]
+    BackendUnavailable {
+        /// The backend's name.
+        backend: &'static str,
+        /// Why, and how to get it.
+        reason: String,
+    },
     /// State saved by a forward pass was missing in the backward pass.
     #[error("{op}: backward ran without the state saved by its forward pass")]
     MissingForwardState {

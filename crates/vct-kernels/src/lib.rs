@@ -19,6 +19,8 @@ pub mod backend;
 pub mod bn;
 pub mod conv;
 pub mod error;
+#[cfg(all(test, feature = "onednn"))]
+mod onednn_tests;
 pub mod ops;
 pub mod pool;
 mod storage;

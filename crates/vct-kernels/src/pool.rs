@@ -154,6 +154,13 @@ pub fn max_pool2d(
     const OP: &str = "max_pool2d";
     let x = prepare(x, 4, OP, "input")?;
     let g = geometry(OP, x.dims(), kernel, stride, padding, ceil_mode)?;
+    if crate::backend::dispatch_onednn(&x)? {
+        // The geometry was validated above (PyTorch's rules, stricter than oneDNN's), so an
+        // error here is one oneDNN cannot do: the Rust kernel below runs instead.
+        if let Ok(y) = vct_onednn::ops::max_pool2d(&x, kernel, stride, padding, ceil_mode) {
+            return Ok(y);
+        }
+    }
     x.apply_op1(MaxPool {
         g,
         argmax: Arc::new(Mutex::new(None)),
@@ -175,6 +182,16 @@ pub fn avg_pool2d(
     const OP: &str = "avg_pool2d";
     let x = prepare(x, 4, OP, "input")?;
     let g = geometry(OP, x.dims(), kernel, stride, padding, ceil_mode)?;
+    if crate::backend::dispatch_onednn(&x)? {
+        // oneDNN refuses ceil-mode windows overhanging the padding with
+        // `count_include_pad` (PyTorch clips that divisor, oneDNN cannot): those, and any
+        // other refused geometry, run on the Rust kernel below.
+        if let Ok(y) =
+            vct_onednn::ops::avg_pool2d(&x, kernel, stride, padding, ceil_mode, count_include_pad)
+        {
+            return Ok(y);
+        }
+    }
     x.apply_op1(AvgPool {
         g,
         count_include_pad,
@@ -234,6 +251,13 @@ pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> candle_core:
     const OP: &str = "max_pool2d_same";
     let x = prepare(x, 4, OP, "input")?;
     let g = same_geometry(OP, x.dims(), kernel, stride)?;
+    if crate::backend::dispatch_onednn(&x)? {
+        // The geometry was validated above (PyTorch's rules, stricter than oneDNN's), so an
+        // error here is one oneDNN cannot do: the Rust kernel below runs instead.
+        if let Ok(y) = vct_onednn::ops::max_pool2d_same(&x, kernel, stride) {
+            return Ok(y);
+        }
+    }
     x.apply_op1(MaxPool {
         g,
         argmax: Arc::new(Mutex::new(None)),
@@ -245,6 +269,13 @@ pub fn avg_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> candle_core:
     const OP: &str = "avg_pool2d_same";
     let x = prepare(x, 4, OP, "input")?;
     let g = same_geometry(OP, x.dims(), kernel, stride)?;
+    if crate::backend::dispatch_onednn(&x)? {
+        // The geometry was validated above (PyTorch's rules, stricter than oneDNN's), so an
+        // error here is one oneDNN cannot do: the Rust kernel below runs instead.
+        if let Ok(y) = vct_onednn::ops::avg_pool2d_same(&x, kernel, stride) {
+            return Ok(y);
+        }
+    }
     x.apply_op1(AvgPool {
         g,
         count_include_pad: false,
