@@ -132,7 +132,7 @@ fn extras(args: &TrainArgs) -> anyhow::Result<vct_train::run::Extras> {
                 .transpose()
                 .map_err(|_| bad())?
                 .unwrap_or(0.0);
-            if !(0.0..=30.0).contains(&m) || !(std >= 0.0) {
+            if !(0.0..=30.0).contains(&m) || !(0.0..).contains(&std) {
                 return Err(bad());
             }
             Some((n, m, std))
