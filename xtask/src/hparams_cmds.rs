@@ -73,18 +73,11 @@ pub fn schemas(args: SchemasArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, content) in &files {
         let path = dir.join(name);
-        write_atomic(&path, content.as_bytes())?;
+        // Temp file + rename: a crash never leaves half a schema.
+        vct_train::outputs::write_atomic(&path, content.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes through a temporary file and a rename, so a crash never leaves half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// Arguments of `cargo xtask templates`.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use serde::Serialize;
 use vct_arch::{Classifier, LoadOptions};
 use vct_augment::DecodeOptions;
@@ -14,7 +14,7 @@ use vct_metrics::EvalMetrics;
 use crate::data::{eval_pipeline, normalize, open_datasets, FolderSource, ValSource};
 use crate::recipe::Recipe;
 use crate::run::{train_on, RunOptions, RunRecord, RunSummary};
-use crate::trainer::{evaluate, predict_probabilities, BatchSource};
+use crate::trainer::{eval_embeddings, eval_head, evaluate, BatchSource};
 use crate::TrainError;
 
 /// Trains `hparams` on the images at `data` (a folder `root/<concept>/<image>`,
@@ -156,26 +156,21 @@ impl TrainedModel {
                 .map_err(|e| TrainError::Component(e.to_string()))?;
             let x = vct_augment::to_tensor(&[img], norm, self.model.device())
                 .map_err(|e| TrainError::Component(e.to_string()))?;
-            let probs: Vec<f32> = predict_probabilities(
-                &self.model,
-                self.record.output,
-                self.record.flip_average_eval,
-                &x,
-            )?
-            .flatten_all()?
-            .to_vec1()?;
+            // One forward pass serves both the probabilities and the embedding.
+            let emb = eval_embeddings(&self.model, self.record.flip_average_eval, &x)?;
+            let logits = eval_head(&self.model, &emb)?;
+            let probs: Vec<f32> = self
+                .record
+                .output
+                .probabilities(&logits)?
+                .flatten_all()?
+                .to_vec1()?;
             let mut ranked: Vec<(String, f32)> =
                 self.record.concepts.iter().cloned().zip(probs).collect();
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
             ranked.truncate(top_k.max(1));
             let embedding = if embeddings {
-                let e: Tensor = if self.record.flip_average_eval {
-                    self.model.embed_flip_avg(&x, false)
-                } else {
-                    self.model.embed(&x, false)
-                }
-                .map_err(|e| TrainError::Component(e.to_string()))?;
-                Some(e.flatten_all()?.to_vec1::<f32>()?)
+                Some(emb.flatten_all()?.to_vec1::<f32>()?)
             } else {
                 None
             };

@@ -174,14 +174,30 @@ pub fn predict_probabilities(
     flip_average: bool,
     images: &Tensor,
 ) -> Result<Tensor, TrainError> {
-    let arch = |e: vct_arch::ArchError| TrainError::Component(e.to_string());
+    let emb = eval_embeddings(model, flip_average, images)?;
+    Ok(output.probabilities(&eval_head(model, &emb)?)?)
+}
+
+/// Embeddings in inference mode, averaged with the mirror image's when asked
+/// (`average_horizontal_flips`).
+pub fn eval_embeddings(
+    model: &Classifier,
+    flip_average: bool,
+    images: &Tensor,
+) -> Result<Tensor, TrainError> {
     let emb = if flip_average {
-        model.embed_flip_avg(images, false).map_err(arch)?
+        model.embed_flip_avg(images, false)
     } else {
-        model.embed(images, false).map_err(arch)?
+        model.embed(images, false)
     };
-    let logits = model.head_forward(&emb, false).map_err(arch)?;
-    Ok(output.probabilities(&logits)?)
+    emb.map_err(|e| TrainError::Component(e.to_string()))
+}
+
+/// Logits of the head in inference mode.
+pub fn eval_head(model: &Classifier, emb: &Tensor) -> Result<Tensor, TrainError> {
+    model
+        .head_forward(emb, false)
+        .map_err(|e| TrainError::Component(e.to_string()))
 }
 
 /// Evaluates `model` on `batches`: loss and every metric.
@@ -195,13 +211,8 @@ pub fn evaluate(
     let mut acc: Option<MetricsAccumulator> = None;
     for batch in batches {
         let batch = batch?;
-        let arch = |e: vct_arch::ArchError| TrainError::Component(e.to_string());
-        let emb = if flip_average {
-            model.embed_flip_avg(&batch.images, false).map_err(arch)?
-        } else {
-            model.embed(&batch.images, false).map_err(arch)?
-        };
-        let logits = model.head_forward(&emb, false).map_err(arch)?;
+        let emb = eval_embeddings(model, flip_average, &batch.images)?;
+        let logits = eval_head(model, &emb)?;
         let n = batch.images.dim(0)?;
         let loss = output.loss(&logits, &batch.targets)?.to_scalar::<f32>()? as f64;
         let probs: Vec<f32> = output.probabilities(&logits)?.flatten_all()?.to_vec1()?;
