@@ -155,7 +155,8 @@ fn apply_op(op: Op, mut img: RgbImage, mag: f64, rng: &mut ItemRng) -> RgbImage 
                 if hi[c] <= lo[c] {
                     v
                 } else {
-                    ((f32::from(v - lo[c]) * 255.0 / f32::from(hi[c] - lo[c])).round()) as u8
+                    // Truncated, as Pillow's autocontrast LUT (`int(ix * scale + offset)`).
+                    (f32::from(v - lo[c]) * 255.0 / f32::from(hi[c] - lo[c])) as u8
                 }
             });
             img

@@ -124,21 +124,24 @@ impl Resize {
             ResizeTarget::Exact(ow, oh) => (ow, oh),
             ResizeTarget::ShorterSide(n) => {
                 // torchvision: int(n * long / short), i.e. truncated.
+                // Saturates rather than wraps for absurd aspect ratios; `apply`
+                // then refuses the size.
+                let long = |l: u32, s: u32| {
+                    u32::try_from(u64::from(n) * u64::from(l) / u64::from(s.max(1)))
+                        .unwrap_or(u32::MAX)
+                };
                 if w <= h {
-                    (
-                        n,
-                        ((u64::from(n) * u64::from(h)) / u64::from(w.max(1))) as u32,
-                    )
+                    (n, long(h, w))
                 } else {
-                    (
-                        ((u64::from(n) * u64::from(w)) / u64::from(h.max(1))) as u32,
-                        n,
-                    )
+                    (long(w, h), n)
                 }
             }
         }
     }
 }
+
+/// Largest resize output, in pixels (the decoder's default limit, Pillow's).
+pub const MAX_RESIZE_PIXELS: u64 = 89_478_485;
 
 impl Transform for Resize {
     fn apply(&self, image: RgbImage, _rng: &mut ItemRng) -> Result<RgbImage, AugmentError> {
@@ -146,6 +149,15 @@ impl Transform for Resize {
         let (ow, oh) = self.output_size(w, h);
         if (ow, oh) == (w, h) {
             return Ok(image);
+        }
+        // A 1×40000 strip resized to a shorter side of 224 would need gigabytes:
+        // bound the output as decoding bounds the input.
+        if u64::from(ow) * u64::from(oh) > MAX_RESIZE_PIXELS {
+            return Err(crate::error::param(
+                "resize output size (width, height)",
+                (ow, oh),
+                "at most 89,478,485 pixels (the image's aspect ratio is too extreme)",
+            ));
         }
         resize_region(
             &image,

@@ -361,3 +361,15 @@ fn same_key_same_augmentation_different_key_different() {
         .count();
     assert_eq!(differ, 3);
 }
+
+#[test]
+fn extreme_aspect_ratio_resize_is_refused_not_allocated() {
+    let strip = RgbImage::new(1, 40_000);
+    let mut rng = item_rng(0, 0, 0);
+    let resize = Resize::shorter_side(224);
+    assert_eq!(resize.output_size(1, 40_000), (224, 8_960_000));
+    let err = resize.apply(strip, &mut rng).unwrap_err().to_string();
+    assert!(err.contains("89,478,485"), "{err}");
+    // A size that overflows u32 saturates instead of wrapping.
+    assert_eq!(resize.output_size(1, u32::MAX).1, u32::MAX);
+}

@@ -318,13 +318,11 @@ fn assemble(
     let per = 3 * w as usize * h as usize;
     let n = good.len();
     let k = data.concepts.len();
-    if let Some((i, (_, img))) = good
-        .iter()
-        .enumerate()
-        .find(|(_, (_, img))| img.dimensions() != (w, h))
-    {
+    if let Some((idx, img)) = good.iter().find(|(_, img)| img.dimensions() != (w, h)) {
+        // Position in the batch as loaded, before skipped images were removed.
+        let index = chunk.iter().position(|c| c.0 == *idx).unwrap_or(0);
         return Err(AugmentError::SizeMismatch {
-            index: i,
+            index,
             got: img.dimensions(),
             expected: (w, h),
         }
