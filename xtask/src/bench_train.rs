@@ -259,13 +259,27 @@ fn measure(cfg: &Config, steps: usize, classes: usize) -> anyhow::Result<Measure
     let x = Tensor::randn(0f32, 1., (cfg.batch, 3, cfg.size, cfg.size), &dev)?;
     let labels: Vec<u32> = (0..cfg.batch as u32).map(|i| i % classes as u32).collect();
     let labels = Tensor::new(labels.as_slice(), &dev)?;
-    let params: Vec<Var> = model
+    // SGD with momentum 0.9, no weight decay, lr 0.01: torch.optim.SGD as the PyTorch side
+    // runs it, through vct-optim (the trainer's optimizer, in-place kernels on CPU).
+    let params: Vec<(String, Var)> = model
         .backbone_params()
         .into_iter()
         .chain(model.head_params())
-        .map(|(_, v)| v)
         .collect();
-    let mut momentum: Vec<Option<Tensor>> = vec![None; params.len()];
+    let sgd = vct_optim::SgdConfig {
+        momentum: 0.9,
+        weight_decay: 0.0,
+        ..vct_optim::SgdConfig::default()
+    };
+    let mut optimizer = vct_optim::Optimizer::new(
+        vct_optim::OptimizerConfig::Sgd(sgd),
+        vec![vct_optim::ParamGroup {
+            name: "all".into(),
+            params,
+            lr_mult: 1.0,
+            weight_decay: false,
+        }],
+    )?;
     let mut times = Vec::with_capacity(steps);
     let mut phases: Vec<[f64; 3]> = Vec::new();
     with_backend(cfg.backend, || -> anyhow::Result<()> {
@@ -277,18 +291,7 @@ fn measure(cfg: &Config, steps: usize, classes: usize) -> anyhow::Result<Measure
                 let t_fwd = t.elapsed().as_secs_f64();
                 let grads = loss.backward()?;
                 let t_bwd = t.elapsed().as_secs_f64();
-                // SGD with momentum 0.9, lr 0.01, as torch.optim.SGD.
-                for (p, buf) in params.iter().zip(momentum.iter_mut()) {
-                    let Some(g) = grads.get(p.as_tensor()) else {
-                        continue;
-                    };
-                    let b = match buf.take() {
-                        Some(b) => ((b * 0.9)? + g)?,
-                        None => g.clone(),
-                    };
-                    p.set(&(p.as_tensor() - (&b * 0.01)?)?)?;
-                    *buf = Some(b);
-                }
+                optimizer.step_with_lr(&grads, 0.01)?;
                 loss.to_scalar::<f32>()?;
                 if i > 0 {
                     let t_opt = t.elapsed().as_secs_f64();
