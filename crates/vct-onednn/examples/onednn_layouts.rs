@@ -4,7 +4,7 @@
 //! (see the README). A second table times training-mode batch norm forward + backward.
 //! The comparison with the Rust kernels and stock candle is vct-kernels' `layer_speed`.
 //!
-//! `cargo run --release -p vct-onednn --features link --example layer_speed [reps]`
+//! `cargo run --release -p vct-onednn --features link --example onednn_layouts [reps]`
 
 use std::time::Instant;
 use vct_onednn::{Conv2dShape, ConvLayout};
