@@ -70,6 +70,8 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
     }
+    // Freed activations stay in the process for the next step (no page faults).
+    vct_kernels::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train_cmds::train(*args),

@@ -16,6 +16,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod alloc;
 pub mod backend;
 pub mod bn;
 pub mod conv;
