@@ -260,9 +260,13 @@ pub(crate) fn sum_squares(t: &Tensor) -> candle_core::Result<f64> {
         candle_core::bail!("sum_squares: expected a CPU tensor");
     };
     let x = slice(s, l)?;
-    Ok(x.par_chunks(CHUNK)
+    // Partial sums in chunk order, then summed in that order: the same result whatever
+    // rayon's work stealing did (a resumed run must repeat the same steps bit for bit).
+    let partial: Vec<f64> = x
+        .par_chunks(CHUNK)
         .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
-        .sum())
+        .collect();
+    Ok(partial.iter().sum())
 }
 
 /// Settings of one LAMB update.
@@ -330,7 +334,10 @@ pub(crate) fn lamb(
                     }
                     (w2, u2)
                 })
-                .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+                // In chunk order (see `sum_squares`).
+                .collect::<Vec<_>>()
+                .iter()
+                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
         };
         let (w, u) = (w2.sqrt() as f32, u2.sqrt() as f32);
         // 1 where either norm is 0 (timm's nested torch.where).
