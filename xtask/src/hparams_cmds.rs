@@ -129,6 +129,9 @@ pub fn templates(args: TemplatesArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     print_table(&["key", "default", "allowed", "step", "description"], &rows);
+    for rule in vct_hparams::cross_rules(template) {
+        println!("\nrule between keys: {}", rule.describe());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

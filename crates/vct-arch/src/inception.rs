@@ -70,7 +70,9 @@ pub const BN_INCEPTION_BLOCKS: [BlockSpec; 10] = [
 ];
 
 /// Inception-v2's blocks, as in TF-slim `inception_v2_base` (before the depth multiplier).
-/// Differs from BN-Inception only in `Mixed_4e`'s pool projection (96, not 128).
+/// Block for block the same channel counts as BN-Inception except the pool
+/// projections of `Mixed_4d` and `Mixed_4e` (96 in TF-slim, where BN-Inception's
+/// `4c` and `4d` have 128).
 #[rustfmt::skip]
 pub const INCEPTION_V2_BLOCKS: [BlockSpec; 10] = [
     Mixed { name: "Mixed_3b", b1: 64, b3: (64, 64), d3: (64, 96), pool: Avg, proj: 32 },

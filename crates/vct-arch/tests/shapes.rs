@@ -194,3 +194,78 @@ fn layer_tables_cover_every_parameter() {
         assert_eq!(rows.last().unwrap().shape, vec![1, 10]);
     }
 }
+
+#[test]
+fn inception_v2_differs_from_bn_inception_only_in_the_4d_and_4e_pool_projections() {
+    use vct_arch::inception::{BlockSpec, BN_INCEPTION_BLOCKS, INCEPTION_V2_BLOCKS};
+    // The tables without their names: what differs, block by block.
+    fn unnamed(b: BlockSpec) -> BlockSpec {
+        match b {
+            BlockSpec::Mixed {
+                b1,
+                b3,
+                d3,
+                pool,
+                proj,
+                ..
+            } => BlockSpec::Mixed {
+                name: "",
+                b1,
+                b3,
+                d3,
+                pool,
+                proj,
+            },
+            BlockSpec::Reduce { b3, d3, .. } => BlockSpec::Reduce { name: "", b3, d3 },
+        }
+    }
+    let proj = |b: BlockSpec| match b {
+        BlockSpec::Mixed { proj, .. } => Some(proj),
+        BlockSpec::Reduce { .. } => None,
+    };
+    let name = |b: BlockSpec| match b {
+        BlockSpec::Mixed { name, .. } | BlockSpec::Reduce { name, .. } => name,
+    };
+    let differ: Vec<(&str, &str, Option<usize>, Option<usize>)> = BN_INCEPTION_BLOCKS
+        .iter()
+        .zip(INCEPTION_V2_BLOCKS.iter())
+        .filter(|(a, b)| unnamed(**a) != unnamed(**b))
+        .map(|(a, b)| (name(*a), name(*b), proj(*a), proj(*b)))
+        .collect();
+    assert_eq!(
+        differ,
+        [
+            ("4c", "Mixed_4d", Some(128), Some(96)),
+            ("4d", "Mixed_4e", Some(128), Some(96)),
+        ]
+    );
+    // The built networks: TF-slim's `Branch_3/Conv2d_0b_1x1` of Mixed_4d and
+    // Mixed_4e maps 576 channels to depth(96) (inception_v2.py); BN-Inception's
+    // 4c and 4d pool projections have 128 outputs.
+    let out_channels = |arch: Arch, key: &str| {
+        let m = Classifier::new(&ModelConfig::new(arch, 10), &Device::Cpu).unwrap();
+        let e = m.entries().into_iter().find(|e| e.name == key);
+        e.unwrap_or_else(|| panic!("{arch}: no {key}"))
+            .var
+            .dims()
+            .to_vec()
+    };
+    for block in ["Mixed_4d", "Mixed_4e"] {
+        let shape = out_channels(
+            Arch::InceptionV2,
+            &format!("{block}.Branch_3.Conv2d_0b_1x1.weights"),
+        );
+        assert!(
+            shape.contains(&96) && shape.contains(&576),
+            "{block}: {shape:?}"
+        );
+    }
+    for block in ["4c", "4d"] {
+        let shape = out_channels(
+            Arch::BnInception,
+            &format!("inception_{block}_pool_proj.weight"),
+        );
+        // PyTorch layout (out, in, kh, kw).
+        assert_eq!(shape[0], 128, "{block}: {shape:?}");
+    }
+}

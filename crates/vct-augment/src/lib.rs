@@ -20,8 +20,8 @@ pub use mix::{Mixup, MixupMode};
 pub use normalize::{to_tensor, write_chw, Normalize, BGR_MEAN, IMAGENET_MEAN, IMAGENET_STD};
 pub use randaugment::RandAugment;
 pub use transforms::{
-    eval_resize_size, CenterCrop, Filter, FlipDirection, RandomCrop, RandomFlip, RandomResizedCrop,
-    Resize, ResizeTarget,
+    eval_resize_size, resized_crop, CenterCrop, Filter, FlipDirection, RandomCrop, RandomFlip,
+    RandomResizedCrop, Resize, ResizeTarget,
 };
 
 use rand::SeedableRng;
@@ -84,7 +84,7 @@ impl Pipeline {
     }
 
     /// The usual evaluation preprocessing: resize the shorter side to
-    /// `floor(size / crop_ratio)`, then centre-crop `size`×`size` (timm's `crop_pct`).
+    /// [`eval_resize_size`] (`size / crop_ratio`, rounded), then centre-crop `size`×`size`.
     pub fn eval(size: u32, crop_ratio: f64, filter: Filter) -> Result<Pipeline, AugmentError> {
         let resize = eval_resize_size(size, crop_ratio)?;
         Ok(Pipeline::default()

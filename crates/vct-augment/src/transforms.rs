@@ -14,14 +14,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::param;
 use crate::{AugmentError, ItemRng, Transform};
 
-/// Resampling filter; both are antialiased when shrinking (Pillow semantics).
+/// Resampling filter; both are antialiased when shrinking and run horizontal
+/// pass first, as Pillow does (tests compare with Pillow's output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Filter {
     /// Triangle filter (Pillow `BILINEAR`).
     #[default]
     Bilinear,
-    /// Catmull-Rom cubic, a = -0.5 (Pillow `BICUBIC`).
+    /// Catmull-Rom cubic, a = -0.5 (Pillow `BICUBIC`; mmpretrain's and timm's
+    /// RSB-A1 resizes).
     Bicubic,
 }
 
@@ -39,11 +41,34 @@ thread_local! {
     static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
 }
 
-/// Resizes the region `(left, top, width, height)` of `img` (fractional, in source
-/// pixels) to `out_w`×`out_h`.
-pub(crate) fn resize_region(
+/// One convolution pass of fast_image_resize: `img` to `out_w`×`out_h` where
+/// only one side changes, so the resizer runs one pass.
+fn resize_pass(
     img: &RgbImage,
-    region: (f64, f64, f64, f64),
+    out_w: u32,
+    out_h: u32,
+    filter: Filter,
+) -> Result<RgbImage, AugmentError> {
+    let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
+        .map_err(|e| AugmentError::Resize(e.to_string()))?;
+    let mut dst = Image::new(out_w, out_h, PixelType::U8x3);
+    let opts = ResizeOptions::new().resize_alg(filter.alg());
+    RESIZER
+        .with(|r| r.borrow_mut().resize(&src, &mut dst, &opts))
+        .map_err(|e| AugmentError::Resize(e.to_string()))?;
+    RgbImage::from_raw(out_w, out_h, dst.into_vec())
+        .ok_or_else(|| AugmentError::Resize("output buffer has the wrong size".into()))
+}
+
+/// Resizes the whole of `img` to `out_w`×`out_h` as Pillow does: the horizontal
+/// pass first, its result rounded and clamped to 8 bits, then the vertical pass.
+///
+/// fast_image_resize alone runs the vertical pass first on 8-bit images; with
+/// the bicubic kernel's negative lobes the clamped intermediate then differs
+/// from Pillow's by up to 16 levels at hard edges (measured on
+/// `tests/fixtures/pillow_resize`). Two single-pass calls keep Pillow's order.
+pub(crate) fn resize_image(
+    img: &RgbImage,
     out_w: u32,
     out_h: u32,
     filter: Filter,
@@ -55,18 +80,45 @@ pub(crate) fn resize_region(
             "both sides >= 1",
         ));
     }
-    let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
-        .map_err(|e| AugmentError::Resize(e.to_string()))?;
-    let mut dst = Image::new(out_w, out_h, PixelType::U8x3);
-    let (l, t, w, h) = region;
-    let opts = ResizeOptions::new()
-        .resize_alg(filter.alg())
-        .crop(l, t, w, h);
-    RESIZER
-        .with(|r| r.borrow_mut().resize(&src, &mut dst, &opts))
-        .map_err(|e| AugmentError::Resize(e.to_string()))?;
-    RgbImage::from_raw(out_w, out_h, dst.into_vec())
-        .ok_or_else(|| AugmentError::Resize("output buffer has the wrong size".into()))
+    let (w, h) = img.dimensions();
+    let wide = if out_w != w {
+        Some(resize_pass(img, out_w, h, filter)?)
+    } else {
+        None
+    };
+    let wide = wide.as_ref().unwrap_or(img);
+    if out_h != h {
+        resize_pass(wide, out_w, out_h, filter)
+    } else {
+        Ok(wide.clone())
+    }
+}
+
+/// Crops the window `(left, top, width, height)` of `img` and resizes it to
+/// `out_w`×`out_h` (torchvision's `resized_crop`; [`RandomResizedCrop`]'s last step).
+pub fn resized_crop(
+    img: &RgbImage,
+    window: (u32, u32, u32, u32),
+    out_w: u32,
+    out_h: u32,
+    filter: Filter,
+) -> Result<RgbImage, AugmentError> {
+    let (l, t, w, h) = window;
+    if w == 0 || h == 0 || l.saturating_add(w) > img.width() || t.saturating_add(h) > img.height() {
+        return Err(param(
+            "crop window (left, top, width, height) and image size",
+            (window, img.dimensions()),
+            "a non-empty window inside the image",
+        ));
+    }
+    // Crop, then resize the crop: pixels outside the window take no part, as in
+    // torchvision's `resized_crop` and mmcv's crop + resize (fast_image_resize's
+    // own crop option lets the kernel reach outside the window).
+    if (l, t, w, h) == (0, 0, img.width(), img.height()) {
+        return resize_image(img, out_w, out_h, filter);
+    }
+    let crop = image::imageops::crop_imm(img, l, t, w, h).to_image();
+    resize_image(&crop, out_w, out_h, filter)
 }
 
 /// What a [`Resize`] produces.
@@ -159,23 +211,20 @@ impl Transform for Resize {
                 "at most 89,478,485 pixels (the image's aspect ratio is too extreme)",
             ));
         }
-        resize_region(
-            &image,
-            (0.0, 0.0, f64::from(w), f64::from(h)),
-            ow,
-            oh,
-            self.filter,
-        )
+        resize_image(&image, ow, oh, self.filter)
     }
 }
 
 /// The shorter-side size of an evaluation resize for crop ratio `crop_ratio`:
-/// `floor(size / crop_ratio)` (timm's `crop_pct`; 224 at 0.95 gives 235).
+/// `size / crop_ratio` rounded to the nearest integer, the value mmpretrain's
+/// configs write (`ResizeEdge(scale=236)` before `CenterCrop(224)` at 0.95; 256
+/// for 224 at 0.875). timm floors instead (`crop_pct`: 235 at 0.95); vct keeps
+/// one rule, this one, for every template.
 pub fn eval_resize_size(size: u32, crop_ratio: f64) -> Result<u32, AugmentError> {
     if !(crop_ratio > 0.0 && crop_ratio <= 1.0) {
         return Err(param("eval crop ratio", crop_ratio, "a number in (0, 1]"));
     }
-    Ok((f64::from(size) / crop_ratio).floor() as u32)
+    Ok((f64::from(size) / crop_ratio).round() as u32)
 }
 
 /// Copies the `w`×`h` window at (`left`, `top`), which may reach outside the
@@ -374,14 +423,8 @@ impl Transform for RandomResizedCrop {
             ));
         }
         let (w, h) = image.dimensions();
-        let (l, t, cw, ch) = self.window(w, h, rng);
-        resize_region(
-            &image,
-            (f64::from(l), f64::from(t), f64::from(cw), f64::from(ch)),
-            self.size,
-            self.size,
-            self.filter,
-        )
+        let window = self.window(w, h, rng);
+        resized_crop(&image, window, self.size, self.size, self.filter)
     }
 }
 

@@ -200,7 +200,7 @@ fn test_card(w: u32, h: u32) -> RgbImage {
 }
 
 #[test]
-fn resize_matches_the_reference_filter_within_one() {
+fn resize_matches_the_reference_filter() {
     let img = test_card(97, 61);
     for (ow, oh) in [(40, 25), (13, 30), (150, 90)] {
         for bicubic in [false, true] {
@@ -223,9 +223,18 @@ fn resize_matches_the_reference_filter_within_one() {
                 .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
                 .max()
                 .unwrap();
+            // The reference rounds exactly once per pass; the 8-bit fixed point
+            // of fast_image_resize can land a level off in each of the two
+            // passes, so rarely 2 (one value in 40,500 at 150x90 bicubic).
+            let off = got
+                .as_raw()
+                .iter()
+                .zip(want.as_raw())
+                .filter(|(a, b)| a != b)
+                .count();
             assert!(
-                worst <= 1,
-                "{ow}x{oh} bicubic={bicubic}: max difference {worst}"
+                worst <= 2 && off * 50 < got.as_raw().len(),
+                "{ow}x{oh} bicubic={bicubic}: max difference {worst}, {off} values differ"
             );
         }
     }
@@ -255,7 +264,10 @@ fn resize_sizes_follow_torchvision() {
 
 #[test]
 fn eval_crop_ratio_resizes_then_centre_crops() {
-    assert_eq!(eval_resize_size(224, 0.95).unwrap(), 235);
+    // mmpretrain's RSB-A1 test pipeline: ResizeEdge(236) then CenterCrop(224).
+    assert_eq!(eval_resize_size(224, 0.95).unwrap(), 236);
+    assert_eq!(eval_resize_size(160, 0.95).unwrap(), 168);
+    assert_eq!(eval_resize_size(256, 1.0).unwrap(), 256);
     assert_eq!(eval_resize_size(224, 0.875).unwrap(), 256);
     assert!(eval_resize_size(224, 0.0).is_err());
     assert!(eval_resize_size(224, 1.5).is_err());
@@ -265,7 +277,7 @@ fn eval_crop_ratio_resizes_then_centre_crops() {
     // Same as doing the two steps by hand.
     let by_hand = CenterCrop::new(224)
         .apply(
-            Resize::shorter_side(235)
+            Resize::shorter_side(236)
                 .apply(test_card(500, 375), &mut rng())
                 .unwrap(),
             &mut rng(),
@@ -372,4 +384,78 @@ fn extreme_aspect_ratio_resize_is_refused_not_allocated() {
     assert!(err.contains("89,478,485"), "{err}");
     // A size that overflows u32 saturates instead of wrapping.
     assert_eq!(resize.output_size(1, u32::MAX).1, u32::MAX);
+}
+
+/// The cases of `fixtures/pillow_resize/make.py`: filter, crop window, output size.
+#[allow(clippy::type_complexity)]
+const PILLOW_CASES: [(&str, Option<(u32, u32, u32, u32)>, (u32, u32)); 8] = [
+    ("bicubic", None, (17, 12)),
+    ("bicubic", None, (83, 61)),
+    ("bicubic", None, (29, 41)),
+    ("bicubic", Some((5, 3, 23, 19)), (16, 16)),
+    ("bicubic", Some((0, 0, 41, 29)), (32, 32)),
+    ("bilinear", None, (17, 12)),
+    ("bilinear", None, (83, 61)),
+    ("bilinear", Some((5, 3, 23, 19)), (16, 16)),
+];
+
+fn fixture(name: &str) -> RgbImage {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pillow_resize")
+        .join(name);
+    image::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8()
+}
+
+#[test]
+fn resize_and_resized_crop_equal_pillow() {
+    // Pillow's BICUBIC is the a = -0.5 cubic (fast_image_resize's CatmullRom)
+    // and its BILINEAR the triangle filter; both widen the kernel when shrinking.
+    let input = fixture("input.png");
+    assert_eq!(input.dimensions(), (41, 29));
+    for (filter_name, window, (w, h)) in PILLOW_CASES {
+        let filter = match filter_name {
+            "bicubic" => Filter::Bicubic,
+            _ => Filter::Bilinear,
+        };
+        let (name, got) = match window {
+            None => (
+                format!("{filter_name}_{w}x{h}.png"),
+                Resize::exact(w, h)
+                    .with_filter(filter)
+                    .apply(input.clone(), &mut rng())
+                    .unwrap(),
+            ),
+            Some((l, t, cw, ch)) => (
+                format!("{filter_name}_box{l},{t},{cw},{ch}_{w}x{h}.png"),
+                vct_augment::resized_crop(&input, (l, t, cw, ch), w, h, filter).unwrap(),
+            ),
+        };
+        let want = fixture(&name);
+        assert_eq!(got.dimensions(), want.dimensions(), "{name}");
+        let diffs: Vec<i32> = got
+            .as_raw()
+            .iter()
+            .zip(want.as_raw())
+            .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+            .collect();
+        let worst = diffs.iter().copied().max().unwrap();
+        let off = diffs.iter().filter(|&&d| d > 0).count();
+        eprintln!(
+            "{name}: max difference {worst}, {off} of {} values differ",
+            diffs.len()
+        );
+        // Pillow and fast_image_resize round their fixed-point sums differently:
+        // a level now and then, never more.
+        assert!(worst <= 1, "{name}: max difference {worst} from Pillow");
+        assert!(off * 100 < diffs.len(), "{name}: {off} values differ");
+    }
+    // The two filters give different pictures, so the test tells them apart.
+    let cubic = Resize::exact(17, 12)
+        .with_filter(Filter::Bicubic)
+        .apply(input.clone(), &mut rng())
+        .unwrap();
+    let linear = Resize::exact(17, 12).apply(input, &mut rng()).unwrap();
+    assert_ne!(cubic, linear);
 }

@@ -119,6 +119,7 @@ pub(crate) fn open_files(
                     image: Arc::new(img),
                 },
                 labels: vec![map[usize::from(label)]],
+                line: None,
             });
         }
     }

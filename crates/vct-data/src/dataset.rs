@@ -34,6 +34,8 @@ pub struct Item {
     pub source: Source,
     /// Indices into the dataset's [`Concepts`], sorted.
     pub labels: Vec<usize>,
+    /// The manifest line the item was read from (`None` for folders and CIFAR-10).
+    pub line: Option<usize>,
 }
 
 impl Item {
@@ -123,7 +125,9 @@ pub struct Dataset {
     pub items: Vec<Item>,
     /// Files left out while scanning.
     pub skipped: Vec<Skipped>,
-    /// True for manifest data (any number of concepts per image).
+    /// True when some image has other than exactly one concept (manifest rows
+    /// with several concepts or none); false for folders, CIFAR-10 and
+    /// manifests whose every row names one concept.
     pub multi_label: bool,
 }
 
@@ -178,28 +182,32 @@ fn check_header(path: &Path, opts: &DecodeOptions) -> Result<(), String> {
 }
 
 /// Keeps the files whose header reads (in parallel), recording the others.
+/// A file to check, its concept indices and its manifest line.
+pub(crate) type FileRow = (PathBuf, Vec<usize>, Option<usize>);
+
 pub(crate) fn check_files(
-    files: Vec<(PathBuf, Vec<usize>)>,
+    files: Vec<FileRow>,
     opts: &OpenOptions,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<Item>, DataError> {
-    let results: Vec<(PathBuf, Vec<usize>, Result<(), String>)> = if opts.check_headers {
+    let results: Vec<(FileRow, Result<(), String>)> = if opts.check_headers {
         files
             .into_par_iter()
-            .map(|(p, l)| {
-                let r = check_header(&p, &opts.decode);
-                (p, l, r)
+            .map(|row| {
+                let r = check_header(&row.0, &opts.decode);
+                (row, r)
             })
             .collect()
     } else {
-        files.into_iter().map(|(p, l)| (p, l, Ok(()))).collect()
+        files.into_iter().map(|row| (row, Ok(()))).collect()
     };
     let mut items = Vec::with_capacity(results.len());
-    for (path, labels, r) in results {
+    for ((path, labels, line), r) in results {
         match r {
             Ok(()) => items.push(Item {
                 source: Source::File(path),
                 labels,
+                line,
             }),
             Err(reason) => {
                 if opts.policy == CorruptPolicy::Fail {
@@ -360,7 +368,7 @@ impl Dataset {
             let mut found = Vec::new();
             scan_images(folder, &mut found, &mut skipped)?;
             per_folder.push((folder.clone(), files.len(), found.len(), before));
-            files.extend(found.into_iter().map(|p| (p, vec![label])));
+            files.extend(found.into_iter().map(|p| (p, vec![label], None)));
         }
         let total_files = files.len();
         let items = check_files(files, opts, &mut skipped)?;
@@ -447,6 +455,31 @@ impl Dataset {
             }
         }
         counts
+    }
+
+    /// The first image that does not carry exactly one concept, if any.
+    pub fn first_not_single_label(&self) -> Option<&Item> {
+        self.items.iter().find(|it| it.labels.len() != 1)
+    }
+
+    /// Refuses data with an image of several concepts or none, naming the first
+    /// such row (manifest and line, or the image) and its concepts.
+    pub fn require_single_label(&self) -> Result<(), DataError> {
+        let Some(item) = self.first_not_single_label() else {
+            return Ok(());
+        };
+        Err(DataError::NotSingleLabel {
+            location: match item.line {
+                Some(line) => format!("{}:{line}", self.root.display()),
+                None => item.path().display().to_string(),
+            },
+            image: item.path().to_path_buf(),
+            concepts: item
+                .labels
+                .iter()
+                .map(|&l| self.concepts.names().get(l).cloned().unwrap_or_default())
+                .collect(),
+        })
     }
 
     /// Skipped files of one kind.

@@ -63,6 +63,19 @@ pub enum DataError {
         /// How many concepts are known.
         known: usize,
     },
+    /// An image has several concepts or none where exactly one is expected.
+    #[error(
+        "{location}: image {image} has {} where exactly one per image is expected",
+        concept_list(concepts)
+    )]
+    NotSingleLabel {
+        /// The manifest and line (`train.csv:7`), or the image.
+        location: String,
+        /// The image.
+        image: PathBuf,
+        /// Its concepts (empty for none).
+        concepts: Vec<String>,
+    },
     /// An image could not be read (policy `fail`).
     #[error(transparent)]
     Image(#[from] vct_augment::AugmentError),
@@ -90,6 +103,13 @@ pub enum DataError {
     /// The loader's worker thread stopped unexpectedly.
     #[error("the loader's worker thread stopped: {0}")]
     Worker(String),
+}
+
+fn concept_list(concepts: &[String]) -> String {
+    match concepts {
+        [] => "no concept".to_string(),
+        _ => format!("{} concepts ({})", concepts.len(), concepts.join(", ")),
+    }
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {

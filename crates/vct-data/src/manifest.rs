@@ -2,7 +2,8 @@
 //! (`{"image": ..., "concepts": [...]}`) manifests; image paths are relative to
 //! the manifest's folder, or else to the folder named like the manifest
 //! (`train.csv` → `train/`). A `classes.txt` beside the manifest (one name per line)
-//! fixes the concept list, so train and val manifests share it.
+//! fixes the concept list, so train and val manifests share it. A manifest is
+//! single-label when every row names exactly one concept, multi-label otherwise.
 
 use std::path::{Path, PathBuf};
 
@@ -131,7 +132,7 @@ fn build(
             });
             continue;
         }
-        files.push((path, labels));
+        files.push((path, labels, Some(line)));
     }
     let items = crate::dataset::check_files(files, opts, &mut skipped)?;
     if items.is_empty() {
@@ -140,7 +141,11 @@ fn build(
             skipped: skipped.len(),
         });
     }
-    let mut ds = Dataset::from_items(manifest.to_path_buf(), index, items, true)?;
+    // A manifest whose every (usable) row names one concept is single-label
+    // data, like a folder tree; one row of several concepts or none makes it
+    // multi-label.
+    let multi_label = items.iter().any(|it| it.labels.len() != 1);
+    let mut ds = Dataset::from_items(manifest.to_path_buf(), index, items, multi_label)?;
     ds.skipped = skipped;
     Ok(ds)
 }

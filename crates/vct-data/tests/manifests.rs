@@ -187,3 +187,76 @@ fn manifest_paths_fall_back_to_the_folder_named_like_the_manifest() {
     assert_eq!(ds.items[0].path().parent(), Some(r.join("val").as_path()));
     assert_eq!(ds.items[1].path(), r.join("0002.jpg"));
 }
+
+#[test]
+fn single_label_manifests_are_detected_and_several_labels_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    for (i, name) in ["a.jpg", "b.jpg", "c.jpg", "d.jpg"].iter().enumerate() {
+        write_image(&r.join("img").join(name), i as u8);
+    }
+    // One concept per row: single-label, as a folder tree would be.
+    let csv = r.join("single.csv");
+    std::fs::write(
+        &csv,
+        "image,labels\nimg/a.jpg,cat\nimg/b.jpg,dog\nimg/c.jpg, dog \n",
+    )
+    .unwrap();
+    let ds = Dataset::open(&csv).unwrap();
+    assert!(!ds.multi_label);
+    ds.require_single_label().unwrap();
+    assert_eq!(ds.items[2].line, Some(4));
+    let jsonl = r.join("single.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"image\": \"img/a.jpg\", \"concepts\": [\"cat\"]}\n{\"image\": \"img/b.jpg\", \"concepts\": [\"dog\", \"dog\"]}\n",
+    )
+    .unwrap();
+    let ds = Dataset::open(&jsonl).unwrap();
+    assert!(!ds.multi_label, "a repeated concept is one concept");
+
+    // One row of two concepts makes it multi-label; the refusal names that row.
+    let csv = r.join("mixed.csv");
+    std::fs::write(
+        &csv,
+        "image,labels\nimg/a.jpg,cat\n\nimg/b.jpg,dog\nimg/c.jpg,dog cat\nimg/d.jpg,\n",
+    )
+    .unwrap();
+    let ds = Dataset::open(&csv).unwrap();
+    assert!(ds.multi_label);
+    let err = ds.require_single_label().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("{}:5: image ", csv.display()))
+            && text.contains(
+                "c.jpg has 2 concepts (cat, dog) where exactly one per image is expected"
+            ),
+        "{text}"
+    );
+    // A row without a concept is refused too (softmax has nothing to train on).
+    let csv = r.join("empty_row.jsonl");
+    std::fs::write(
+        &csv,
+        "{\"image\": \"img/a.jpg\", \"concepts\": [\"cat\"]}\n{\"image\": \"img/d.jpg\", \"concepts\": []}\n",
+    )
+    .unwrap();
+    let ds = Dataset::open(&csv).unwrap();
+    assert!(ds.multi_label);
+    let text = ds.require_single_label().unwrap_err().to_string();
+    assert!(
+        text.starts_with(&format!("{}:2: image ", csv.display()))
+            && text.contains("has no concept"),
+        "{text}"
+    );
+    // A missing file's row does not count.
+    let csv = r.join("gone.csv");
+    std::fs::write(&csv, "image,labels\nimg/a.jpg,cat\nimg/gone.jpg,cat dog\n").unwrap();
+    let ds = Dataset::open(&csv).unwrap();
+    assert!(!ds.multi_label);
+    // Folders are single-label and pass.
+    let f = tempfile::tempdir().unwrap();
+    write_image(&f.path().join("cat/x.jpg"), 9);
+    let ds = Dataset::open(f.path()).unwrap();
+    assert!(!ds.multi_label && ds.items[0].line.is_none());
+    ds.require_single_label().unwrap();
+}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::params::{ClarifaiParams, RsbA1Params, TransferEmbedNormParams};
-use crate::rules::{check_object, closest, type_name, ParamSpec, Violation};
+use crate::rules::{check_object, closest, type_name, CrossRule, ParamSpec, Violation};
 use crate::{HparamsError, Template};
 
 /// A template and its full, validated hyperparameters.
@@ -50,6 +50,17 @@ pub fn specs(template: Template) -> &'static [ParamSpec] {
             ClarifaiParams::SPECS
         }
         Template::TransferEmbedNorm => TransferEmbedNormParams::SPECS,
+    }
+}
+
+/// The rules between keys of a template, checked after defaults are filled in.
+pub fn cross_rules(template: Template) -> &'static [CrossRule] {
+    match template {
+        Template::RsbA1 => RsbA1Params::CROSS_RULES,
+        Template::InceptionBatchNorm
+        | Template::InceptionV2
+        | Template::ResNext
+        | Template::TransferEmbedNorm => &[],
     }
 }
 
@@ -105,16 +116,30 @@ impl HyperParams {
                 }]))
             }
         };
-        let violations = check_object(specs(template), &object);
-        if !violations.is_empty() {
-            return Err(invalid(violations));
-        }
+        let mut violations = check_object(specs(template), &object);
         let mut merged = match HyperParams::defaults(template).params_value() {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        for (key, value) in object {
-            merged.insert(key, normalise(value));
+        for (key, value) in &object {
+            merged.insert(key.clone(), normalise(value.clone()));
+        }
+        // Rules between keys, over values that passed their own rules (a bad value
+        // is reported once, by its own rule), so every violation comes at once.
+        for rule in cross_rules(template) {
+            if rule
+                .keys()
+                .iter()
+                .any(|k| violations.iter().any(|v| v.key == *k))
+            {
+                continue;
+            }
+            if let Err(v) = rule.check(&merged, &object) {
+                violations.push(v);
+            }
+        }
+        if !violations.is_empty() {
+            return Err(invalid(violations));
         }
         let merged = Value::Object(merged);
         // The rules above accept exactly what the structs hold, so this only fails

@@ -26,9 +26,9 @@ pub mod schema;
 mod template;
 
 pub use error::HparamsError;
-pub use hyperparams::{specs, Format, HyperParams};
+pub use hyperparams::{cross_rules, specs, Format, HyperParams};
 pub use params::{
     ClarifaiParams, FlipDirection, PretrainedWeights, RsbA1Params, TransferEmbedNormParams,
 };
-pub use rules::{ParamSpec, Rule, Violation};
+pub use rules::{CrossRule, ParamSpec, Rule, Violation};
 pub use template::{Template, TemplateInfo};

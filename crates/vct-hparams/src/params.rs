@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{ParamSpec, Rule};
+use crate::rules::{CrossRule, ParamSpec, Rule};
 
 /// Which weights the RSB-A1 ResNet-50 starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -45,7 +45,7 @@ pub struct RsbA1Params {
     pub per_item_lrate: f64,
     /// Decoupled weight decay of the LAMB optimizer (not applied to norm and bias parameters).
     pub weight_decay: f64,
-    /// Final learning rate of the cosine schedule per image; the floor is batch_size × per_item_min_lrate.
+    /// Final learning rate of the cosine schedule per image; the floor is batch_size × per_item_min_lrate. At most per_item_lrate.
     pub per_item_min_lrate: f64,
     /// Number of steps of linear learning-rate warmup at the start of training.
     pub warmup_iters: u64,
@@ -96,6 +96,13 @@ impl RsbA1Params {
         choice("flip_direction", &["horizontal", "vertical"]),
         boolean("concepts_mutually_exclusive"),
     ];
+
+    /// Rules between keys: the cosine schedule may not end above where it starts.
+    pub const CROSS_RULES: &'static [CrossRule] = &[CrossRule::AtMost {
+        key: "per_item_min_lrate",
+        limit: "per_item_lrate",
+        why: "the cosine schedule falls from batch_size × per_item_lrate to batch_size × per_item_min_lrate",
+    }];
 
     /// Learning rate of a step: batch_size × per_item_lrate.
     pub fn lrate(&self) -> f64 {

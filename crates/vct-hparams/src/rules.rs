@@ -1,5 +1,9 @@
 //! The allowed values of every key, defined once. Validation reads these rules and
 //! the JSON Schema is generated from them, so the two cannot disagree.
+//!
+//! A [`CrossRule`] relates two keys (JSON Schema cannot compare two values): the
+//! validator checks it on the merged values and the schema carries it as an
+//! `x-vct-cross-field-rules` annotation and in its description.
 
 use std::fmt;
 
@@ -225,6 +229,90 @@ impl Rule {
 /// `n` as u64 when it is a whole number that u64 holds exactly.
 fn exact_u64(n: f64) -> Option<u64> {
     ((0.0..18_446_744_073_709_551_616.0).contains(&n) && n.fract() == 0.0).then_some(n as u64)
+}
+
+/// A rule between two keys, checked on the values after defaults are filled in.
+///
+/// JSON Schema (2020-12) has no keyword that compares two instance values, so
+/// these are written into the schema as an annotation (`x-vct-cross-field-rules`)
+/// that validators ignore and tools can read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CrossRule {
+    /// The number at `key` must not exceed the number at `limit`.
+    AtMost {
+        /// The key that must be the smaller.
+        key: &'static str,
+        /// The key it is bounded by.
+        limit: &'static str,
+        /// Why, in a few words.
+        why: &'static str,
+    },
+}
+
+impl CrossRule {
+    /// The rule as a formula, e.g. `per_item_min_lrate <= per_item_lrate`.
+    pub fn describe(&self) -> String {
+        match *self {
+            CrossRule::AtMost { key, limit, .. } => format!("{key} <= {limit}"),
+        }
+    }
+
+    /// The keys the rule reads.
+    pub fn keys(&self) -> [&'static str; 2] {
+        match *self {
+            CrossRule::AtMost { key, limit, .. } => [key, limit],
+        }
+    }
+
+    /// The rule as the schema annotation states it.
+    pub fn annotation(&self) -> Value {
+        match *self {
+            CrossRule::AtMost { key, limit, why } => serde_json::json!({
+                "rule": self.describe(),
+                "key": key,
+                "atMost": limit,
+                "description": why,
+            }),
+        }
+    }
+
+    /// Checks the rule on `merged` (every key present); `given` holds the keys the
+    /// user set, so the message can say which value is a default. A rule over a
+    /// value that is not a number is not checked (its own rule reports it).
+    pub fn check(
+        &self,
+        merged: &Map<String, Value>,
+        given: &Map<String, Value>,
+    ) -> Result<(), Violation> {
+        match *self {
+            CrossRule::AtMost { key, limit, why } => {
+                let (Some(value), Some(bound)) = (merged.get(key), merged.get(limit)) else {
+                    return Ok(());
+                };
+                let (Some(v), Some(l)) = (value.as_f64(), bound.as_f64()) else {
+                    return Ok(());
+                };
+                if v <= l {
+                    return Ok(());
+                }
+                let origin = |k: &str| {
+                    if given.contains_key(k) {
+                        ""
+                    } else {
+                        " (the default)"
+                    }
+                };
+                Err(Violation {
+                    key: key.to_string(),
+                    message: format!(
+                        "{value}{} is above {limit} = {bound}{}; {key} must be at most {limit} ({why})",
+                        origin(key),
+                        origin(limit)
+                    ),
+                })
+            }
+        }
+    }
 }
 
 /// Checks a params object against `specs`, collecting every violation.

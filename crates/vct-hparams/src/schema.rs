@@ -1,11 +1,17 @@
 //! JSON Schemas (2020-12) generated from the Rust types with schemars, then
 //! completed from the rule tables: bounds, steps, defaults and a title.
+//!
+//! Rules between two keys ([`crate::CrossRule`]) have no JSON Schema keyword:
+//! they are stated in the schema's `description` and listed, machine-readable,
+//! under the annotation keyword [`CROSS_FIELD_RULES_KEYWORD`], which validators
+//! ignore. A schema-valid object can therefore still be refused by vct; the
+//! agreement test checks both parts.
 
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
-use crate::hyperparams::specs;
+use crate::hyperparams::{cross_rules, specs};
 use crate::params::{ClarifaiParams, RsbA1Params, TransferEmbedNormParams};
 use crate::rules::Rule;
 use crate::{HyperParams, Template};
@@ -17,6 +23,9 @@ pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 pub fn schema_file_name(template: Template) -> String {
     format!("{}.schema.json", template.name())
 }
+
+/// The annotation keyword listing a template's rules between keys.
+pub const CROSS_FIELD_RULES_KEYWORD: &str = "x-vct-cross-field-rules";
 
 /// The file name of the tagged-union schema.
 pub const HYPERPARAMS_SCHEMA_FILE: &str = "hyperparams.schema.json";
@@ -57,20 +66,41 @@ pub fn template_schema(template: Template) -> Value {
         }
         props.insert(spec.key.into(), Value::Object(prop));
     }
-    json!({
+    let mut description = format!(
+        "Hyperparameters of the vct template {}: {} ({}; {}). Every key is optional; missing keys take their default.",
+        template.name(),
+        info.architecture,
+        info.init,
+        info.schedule
+    );
+    let rules = cross_rules(template);
+    if !rules.is_empty() {
+        description.push_str(&format!(
+            " Rules between keys, which JSON Schema cannot express and vct checks on the values after defaults are filled in (listed in `{CROSS_FIELD_RULES_KEYWORD}`): {}.",
+            rules
+                .iter()
+                .map(|r| r.describe())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    let mut schema = json!({
         "$schema": DIALECT,
         "title": template.name(),
-        "description": format!(
-            "Hyperparameters of the vct template {}: {} ({}; {}). Every key is optional; missing keys take their default.",
-            template.name(),
-            info.architecture,
-            info.init,
-            info.schedule
-        ),
+        "description": description,
         "type": "object",
         "properties": props,
         "additionalProperties": false,
-    })
+    });
+    if !rules.is_empty() {
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert(
+                CROSS_FIELD_RULES_KEYWORD.into(),
+                Value::Array(rules.iter().map(|r| r.annotation()).collect()),
+            );
+        }
+    }
+    schema
 }
 
 /// Makes a property state exactly what `rule` accepts, and nothing else.

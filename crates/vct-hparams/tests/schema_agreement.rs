@@ -1,5 +1,11 @@
 //! `validate()` and an independent JSON Schema validator (the `jsonschema` crate)
 //! agree on generated parameter objects, boundary cases included.
+//!
+//! JSON Schema cannot compare two values, so rules between keys are an
+//! annotation of the schema (`x-vct-cross-field-rules`) that the validator
+//! ignores. The agreement checked is: ours accepts ⇔ the schema accepts AND the
+//! annotated rules hold, read here from the schema itself (not from the crate's
+//! code), with the schema's defaults for missing keys.
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -86,8 +92,64 @@ fn valid_value(rule: Rule) -> BoxedStrategy<Value> {
     }
 }
 
-/// A params object: a random subset of the keys, sometimes with an unknown key.
+/// The rules between keys that the schema annotates, as (key, at-most key).
+fn annotated_rules(schema: &Value) -> Vec<(String, String)> {
+    let Some(rules) = schema.get(schema::CROSS_FIELD_RULES_KEYWORD) else {
+        return Vec::new();
+    };
+    rules
+        .as_array()
+        .expect("the annotation is an array")
+        .iter()
+        .map(|r| {
+            let key = r["key"].as_str().expect("a rule names its key");
+            let limit = r["atMost"]
+                .as_str()
+                .expect("an at-most rule names its bound");
+            (key.to_string(), limit.to_string())
+        })
+        .collect()
+}
+
+/// Whether every annotated rule holds on `object`, missing keys taking the
+/// schema's defaults. Only meaningful for schema-valid objects (numbers there).
+fn annotated_rules_hold(schema: &Value, object: &Value) -> bool {
+    let value = |k: &str| {
+        object
+            .get(k)
+            .or_else(|| schema["properties"][k].get("default"))
+            .and_then(Value::as_f64)
+    };
+    annotated_rules(schema)
+        .iter()
+        .all(|(key, limit)| match (value(key), value(limit)) {
+            (Some(v), Some(l)) => v <= l,
+            _ => true,
+        })
+}
+
+/// A params object: a random subset of the keys, sometimes with an unknown key,
+/// and often at or just past the boundary of a rule between keys.
 fn object_for(template: Template) -> BoxedStrategy<Value> {
+    let rules = annotated_rules(&schema::template_schema(template));
+    let boundary = proptest::option::weighted(0.3, (0..rules.len().max(1), any::<bool>()));
+    (object_without_rules(template), boundary)
+        .prop_map(move |(mut object, boundary)| {
+            // Put the smaller key exactly on its bound, or one part in 1e9 above it.
+            if let (Some((i, above)), Some(map)) = (boundary, object.as_object_mut()) {
+                if let Some((key, limit)) = rules.get(i) {
+                    if let Some(l) = map.get(limit).and_then(Value::as_f64) {
+                        let v = if above { l * (1.0 + 1e-9) + 1e-12 } else { l };
+                        map.insert(key.clone(), json!(v));
+                    }
+                }
+            }
+            object
+        })
+        .boxed()
+}
+
+fn object_without_rules(template: Template) -> BoxedStrategy<Value> {
     let entries: Vec<BoxedStrategy<Option<(String, Value)>>> = specs(template)
         .iter()
         .map(|spec| {
@@ -122,31 +184,75 @@ fn check_agreement(template: Template, cases: u32) {
         failure_persistence: None,
         ..ProptestConfig::default()
     });
+    let has_rules = !annotated_rules(&schema).is_empty();
     let (accepted, rejected) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
+    let by_rule = std::cell::Cell::new(0u32);
     runner
         .run(&object_for(template), |object| {
             let ours = HyperParams::from_params(template, object.clone(), "proptest");
-            let theirs = validator.is_valid(&object);
+            let schema_ok = validator.is_valid(&object);
+            let theirs = schema_ok && annotated_rules_hold(&schema, &object);
             let counter = if theirs { &accepted } else { &rejected };
             counter.set(counter.get() + 1);
+            if schema_ok && !theirs {
+                by_rule.set(by_rule.get() + 1);
+            }
             prop_assert_eq!(
                 ours.is_ok(),
                 theirs,
-                "{} disagrees on {}: ours {:?}",
+                "{} disagrees on {} (schema {}, rules between keys {}): ours {:?}",
                 template,
                 object,
+                schema_ok,
+                annotated_rules_hold(&schema, &object),
                 ours.err().map(|e| e.to_string())
             );
             Ok(())
         })
         .unwrap();
-    let (accepted, rejected) = (accepted.get(), rejected.get());
-    eprintln!("{template}: {accepted} accepted, {rejected} rejected, all agreed");
+    let (accepted, rejected, by_rule) = (accepted.get(), rejected.get(), by_rule.get());
+    eprintln!(
+        "{template}: {accepted} accepted, {rejected} rejected ({by_rule} by a rule between keys alone), all agreed"
+    );
     // Both verdicts must be well represented, or the test proves little.
     assert!(
         accepted > cases / 20 && rejected > cases / 20,
         "{template}: {accepted} accepted, {rejected} rejected"
     );
+    if has_rules {
+        assert!(
+            by_rule > cases / 20,
+            "{template}: only {by_rule} objects refused by a rule between keys alone"
+        );
+    }
+}
+
+#[test]
+fn rsb_a1_schema_annotates_the_min_lrate_rule() {
+    let schema = schema::template_schema(Template::RsbA1);
+    assert_eq!(
+        annotated_rules(&schema),
+        [(
+            "per_item_min_lrate".to_string(),
+            "per_item_lrate".to_string()
+        )]
+    );
+    let description = schema["description"].as_str().unwrap();
+    assert!(
+        description.contains("per_item_min_lrate <= per_item_lrate"),
+        "{description}"
+    );
+    // Schema-valid, refused by the rule: the two parts of the verdict differ here.
+    let object = json!({"per_item_lrate": 1e-5, "per_item_min_lrate": 2e-5});
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    assert!(validator.is_valid(&object));
+    assert!(!annotated_rules_hold(&schema, &object));
+    assert!(HyperParams::from_params(Template::RsbA1, object, "t").is_err());
+    for template in Template::ALL {
+        if template != Template::RsbA1 {
+            assert!(annotated_rules(&schema::template_schema(template)).is_empty());
+        }
+    }
 }
 
 #[test]
@@ -187,10 +293,19 @@ fn union_schema_agrees_on_whole_files() {
         json!({"template": "clarifai_resnext"}),
         json!({"params": {}}),
         json!({"template": "Clarifai_InceptionV2", "params": {}, "extra": 1}),
+        json!({"template": "MMClassification_ResNet_50_RSB_A1", "params": {"per_item_min_lrate": 1.0}}),
+        json!({"template": "MMClassification_ResNet_50_RSB_A1", "params": {"per_item_min_lrate": 1.0, "per_item_lrate": 1.0}}),
     ];
     for case in cases {
         let ours = HyperParams::from_value(case.clone(), None, "case").is_ok();
-        assert_eq!(ours, validator.is_valid(&case), "{case}");
+        // The rules between keys come from the template's schema in `$defs`.
+        let rules_hold = match case["template"].as_str() {
+            Some(name) if schema["$defs"].get(name).is_some() => {
+                annotated_rules_hold(&schema["$defs"][name], &case["params"])
+            }
+            _ => true,
+        };
+        assert_eq!(ours, validator.is_valid(&case) && rules_hold, "{case}");
     }
 }
 

@@ -58,6 +58,15 @@ fn reference(template: Template) -> Vec<(&'static str, Kind)> {
 fn verdict(template: Template, key: &str, value: Value) -> Result<HyperParams, HparamsError> {
     let mut obj = serde_json::Map::new();
     obj.insert(key.to_string(), value);
+    // One key's own bounds, with the other key of the RSB-A1 learning-rate pair
+    // set so that the rule between them (min <= peak) holds for every tested value.
+    if template == Template::RsbA1 {
+        match key {
+            "per_item_lrate" => obj.insert("per_item_min_lrate".into(), json!(0.0)),
+            "per_item_min_lrate" => obj.insert("per_item_lrate".into(), json!(1e300)),
+            _ => None,
+        };
+    }
     HyperParams::from_params(template, Value::Object(obj), "test")
 }
 
@@ -285,4 +294,66 @@ fn partial_files_merge_over_defaults() {
     // An integer written as 64.0 is accepted, as JSON Schema does.
     let hp = HyperParams::from_params(Template::RsbA1, json!({"batch_size": 32.0}), "p").unwrap();
     assert_eq!(hp.batch_size(), 32);
+}
+
+#[test]
+fn min_lrate_above_lrate_is_refused_naming_both_keys_and_values() {
+    // Both given.
+    let err = HyperParams::from_params(
+        Template::RsbA1,
+        json!({"per_item_lrate": 1e-5, "per_item_min_lrate": 2e-5}),
+        "rsb.json",
+    )
+    .unwrap_err();
+    let HparamsError::Invalid { violations, .. } = &err else {
+        panic!("expected Invalid, got {err}")
+    };
+    assert_eq!(violations.len(), 1, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("per_item_min_lrate: 0.00002 is above per_item_lrate = 0.00001;"),
+        "{text}"
+    );
+    // Only the peak given: the floor is the default, and the message says so.
+    let err = HyperParams::from_params(Template::RsbA1, json!({"per_item_lrate": 1e-9}), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("per_item_min_lrate: 1.5625e-8 (the default) is above per_item_lrate = 1e-9;"),
+        "{err}"
+    );
+    // A command-line override is checked against the current values too.
+    let err = HyperParams::defaults(Template::RsbA1)
+        .with_override("per_item_lrate=1e-9")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("per_item_min_lrate: 1.5625e-8 is above per_item_lrate = 1e-9; per_item_min_lrate must be at most per_item_lrate"),
+        "{err}"
+    );
+    // Equal is allowed (a constant cosine phase), and so is the default pair.
+    HyperParams::from_params(
+        Template::RsbA1,
+        json!({"per_item_lrate": 3e-5, "per_item_min_lrate": 3e-5}),
+        "t",
+    )
+    .unwrap();
+    // Reported together with the other violations, not instead of them.
+    let err = HyperParams::from_params(
+        Template::RsbA1,
+        json!({"per_item_min_lrate": 1.0, "batch_size": 0}),
+        "t",
+    )
+    .unwrap_err();
+    let HparamsError::Invalid { violations, .. } = &err else {
+        panic!("expected Invalid, got {err}")
+    };
+    assert_eq!(violations.len(), 2, "{err}");
+    // A value broken on its own is reported once, by its own rule.
+    let err = HyperParams::from_params(Template::RsbA1, json!({"per_item_min_lrate": "high"}), "t")
+        .unwrap_err();
+    let HparamsError::Invalid { violations, .. } = &err else {
+        panic!("expected Invalid, got {err}")
+    };
+    assert_eq!(violations.len(), 1, "{err}");
 }

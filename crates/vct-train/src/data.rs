@@ -10,6 +10,7 @@ use vct_augment::{
     CenterCrop, Normalize, Pipeline, RandomCrop, RandomFlip, RandomResizedCrop, Resize, Transform,
 };
 use vct_data::{Dataset, LoadedBatch, Loader, LoaderConfig, Skipped};
+use vct_hparams::HyperParams;
 
 use crate::recipe::{InputNorm, Preprocess, TrainCrop};
 use crate::run::{DataSummary, Extras};
@@ -49,13 +50,14 @@ pub fn normalize(norm: InputNorm) -> Normalize {
 pub fn train_pipeline(p: &Preprocess, randaugment: Option<(usize, f64, f64)>) -> Pipeline {
     let mut t: Vec<Box<dyn Transform>> = Vec::new();
     match p.train_crop {
-        TrainCrop::RandomResized { min_scale } => t.push(Box::new(RandomResizedCrop::new(
-            p.size as u32,
-            (min_scale, 1.0),
-            (3.0 / 4.0, 4.0 / 3.0),
-        ))),
+        TrainCrop::RandomResized { min_scale } => t.push(Box::new(
+            RandomResizedCrop::new(p.size as u32, (min_scale, 1.0), (3.0 / 4.0, 4.0 / 3.0))
+                .with_filter(p.filter),
+        )),
         TrainCrop::ShorterSideRandom => {
-            t.push(Box::new(Resize::shorter_side(p.size as u32)));
+            t.push(Box::new(
+                Resize::shorter_side(p.size as u32).with_filter(p.filter),
+            ));
             t.push(Box::new(RandomCrop::new(p.size as u32)));
         }
     }
@@ -74,7 +76,7 @@ pub fn train_pipeline(p: &Preprocess, randaugment: Option<(usize, f64, f64)>) ->
 /// The evaluation preprocessing of a recipe: resize the shorter side, centre crop.
 pub fn eval_pipeline(p: &Preprocess) -> Pipeline {
     Pipeline::new(vec![
-        Box::new(Resize::shorter_side(p.eval_resize as u32)),
+        Box::new(Resize::shorter_side(p.eval_resize as u32).with_filter(p.filter)),
         Box::new(CenterCrop::new(p.size as u32)),
     ])
 }
@@ -114,6 +116,37 @@ pub fn open_datasets(
     }
 }
 
+/// Refuses data the hyperparameters' output cannot train: a softmax template
+/// (one concept per image) on a training or validation set with a row of
+/// several concepts or none. The error names that row and the setting.
+pub fn check_labels(
+    hparams: &HyperParams,
+    train: &Dataset,
+    val: Option<&Dataset>,
+) -> Result<(), TrainError> {
+    if hparams.multi_label() {
+        return Ok(());
+    }
+    let setting = match hparams {
+        HyperParams::RsbA1(_) => "concepts_mutually_exclusive = true",
+        _ => "logreg = 0",
+    };
+    let hint = match hparams {
+        HyperParams::RsbA1(_) => "set concepts_mutually_exclusive = false for multi-label data",
+        _ => "set logreg = 1 for multi-label data",
+    };
+    for set in std::iter::once(train).chain(val) {
+        set.require_single_label()
+            .map_err(|source| TrainError::NotSingleLabel {
+                template: hparams.template().name().to_string(),
+                setting,
+                hint,
+                source: Box::new(source),
+            })?;
+    }
+    Ok(())
+}
+
 /// Converts a loaded batch into the trainer's batch.
 pub fn to_batch(b: LoadedBatch, multi_label: bool, device: &Device) -> Result<Batch, TrainError> {
     let labels = if multi_label {
@@ -147,6 +180,7 @@ pub struct FolderSource {
     device: Device,
     skipped: Arc<Mutex<Vec<Skipped>>>,
     mixup: Option<vct_augment::Mixup>,
+    multi_label: bool,
 }
 
 impl FolderSource {
@@ -162,7 +196,11 @@ impl FolderSource {
         device: Device,
         extras: Extras,
     ) -> FolderSource {
+        // Labels for the metrics are multi-hot when either set has an image of
+        // other than one concept, so validation rows keep all their concepts.
+        let multi_label = train.multi_label || val.as_ref().is_some_and(|v| v.multi_label);
         FolderSource {
+            multi_label,
             train: Arc::new(train),
             val: val.map(Arc::new),
             train_pipeline: Arc::new(train_pipeline(preprocess, extras.randaugment)),
@@ -248,7 +286,7 @@ impl BatchSource for FolderSource {
             self.items_per_epoch,
             true,
         );
-        Ok(self.batches(loader, self.train.multi_label))
+        Ok(self.batches(loader, self.multi_label))
     }
 
     fn train_steps(&self) -> usize {
@@ -269,6 +307,6 @@ impl BatchSource for FolderSource {
     fn validation(&self) -> Option<Result<Batches<'_>, TrainError>> {
         let val = self.val.as_ref()?;
         let loader = self.loader(val, &self.eval_pipeline, 0, val.items.len(), false);
-        Some(Ok(self.batches(loader, self.train.multi_label)))
+        Some(Ok(self.batches(loader, self.multi_label)))
     }
 }

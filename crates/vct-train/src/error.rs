@@ -48,6 +48,18 @@ pub enum TrainError {
         /// Where the last good checkpoint is.
         checkpoint: PathBuf,
     },
+    /// A softmax template was given data with images of several concepts or none.
+    #[error("{source}: {template} with {setting} trains a softmax over the concepts, one per image; {hint}")]
+    NotSingleLabel {
+        /// The template.
+        template: String,
+        /// The hyperparameter that asks for a softmax (`logreg = 0`).
+        setting: &'static str,
+        /// What to change for multi-label data.
+        hint: &'static str,
+        /// The first offending row.
+        source: Box<vct_data::DataError>,
+    },
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),

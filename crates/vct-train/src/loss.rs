@@ -21,12 +21,13 @@ impl Output {
         }
     }
 
-    /// Mean loss over the batch; `targets` are `[batch, concepts]` in 0..=1
-    /// (one-hot, multi-hot or mixed).
+    /// The plain loss (no smoothing, BCE averaged over elements); `targets` are
+    /// `[batch, concepts]` in 0..=1 (one-hot, multi-hot or mixed). See [`Loss`]
+    /// for the recipes' losses.
     pub fn loss(self, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         let targets = targets.to_dtype(DType::F32)?;
         match self {
-            Output::Sigmoid => bce_with_logits(logits, &targets),
+            Output::Sigmoid => bce_with_logits(logits, &targets, Reduction::MeanOverElements),
             Output::Softmax => {
                 let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
                 (targets * log_p)?.sum(D::Minus1)?.neg()?.mean_all()
@@ -35,14 +36,89 @@ impl Output {
     }
 }
 
+/// How the sigmoid loss of a batch becomes one number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Reduction {
+    /// The mean over all N·K elements: PyTorch's `BCEWithLogitsLoss` default and
+    /// timm's `BinaryCrossEntropy` (what vct used before it recorded this).
+    #[default]
+    MeanOverElements,
+    /// The sum over all elements divided by the batch size N: mmpretrain's
+    /// `CrossEntropyLoss(use_sigmoid=True)`, whose classification heads pass
+    /// `avg_factor = N`. K times the mean over elements, so gradients are K times
+    /// larger before LAMB's global gradient-norm clip.
+    SumOverBatch,
+}
+
+/// The training loss: the output layer's loss, label smoothing and reduction.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Loss {
+    /// Sigmoid + BCE or softmax + cross-entropy.
+    pub output: Output,
+    /// Label smoothing ε in mmpretrain's mode `original`: targets become
+    /// `y·(1 − ε) + ε/K` for K concepts, applied to the targets as they arrive
+    /// (after Mixup / CutMix mixed them). 0 = none.
+    pub label_smoothing: f64,
+    /// Reduction of the sigmoid loss. Softmax cross-entropy sums over concepts
+    /// and averages over images either way (mmpretrain and PyTorch agree there).
+    pub reduction: Reduction,
+}
+
+impl Loss {
+    /// The loss of `output` without label smoothing, averaged over elements.
+    pub fn plain(output: Output) -> Loss {
+        Loss {
+            output,
+            label_smoothing: 0.0,
+            reduction: Reduction::MeanOverElements,
+        }
+    }
+
+    /// The same loss on the true targets: what validation reports.
+    pub fn without_smoothing(self) -> Loss {
+        Loss {
+            label_smoothing: 0.0,
+            ..self
+        }
+    }
+
+    /// `targets` `[batch, K]` after label smoothing: `y·(1 − ε) + ε/K`.
+    pub fn smooth(&self, targets: &Tensor) -> Result<Tensor> {
+        let targets = targets.to_dtype(DType::F32)?;
+        if self.label_smoothing == 0.0 {
+            return Ok(targets);
+        }
+        let k = targets.dim(D::Minus1)? as f64;
+        targets.affine(1.0 - self.label_smoothing, self.label_smoothing / k)
+    }
+
+    /// The loss of a batch of logits `[batch, K]` against targets in 0..=1
+    /// (one-hot, multi-hot or mixed), smoothed and reduced as configured.
+    pub fn loss(&self, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let targets = self.smooth(targets)?;
+        match self.output {
+            Output::Sigmoid => bce_with_logits(logits, &targets, self.reduction),
+            Output::Softmax => self.output.loss(logits, &targets),
+        }
+    }
+}
+
 /// Binary cross-entropy on logits, in the stable form
-/// `max(x, 0) − x·y + log(1 + exp(−|x|))`, averaged over every element (as
-/// PyTorch's `BCEWithLogitsLoss` and the RSB recipe).
-pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+/// `max(x, 0) − x·y + log(1 + exp(−|x|))`, reduced by `reduction`: the mean over
+/// every element (PyTorch's `BCEWithLogitsLoss`, timm's `BinaryCrossEntropy`)
+/// or the sum over the batch size (mmpretrain's `avg_factor = N`).
+pub fn bce_with_logits(logits: &Tensor, targets: &Tensor, reduction: Reduction) -> Result<Tensor> {
     let relu = logits.relu()?;
     let xy = (logits * targets)?;
     let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    ((relu - xy)? + softplus)?.mean_all()
+    let elements = ((relu - xy)? + softplus)?;
+    match reduction {
+        Reduction::MeanOverElements => elements.mean_all(),
+        Reduction::SumOverBatch => {
+            let n = elements.dim(0)?.max(1) as f64;
+            elements.sum_all()?.affine(1.0 / n, 0.0)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,7 +151,7 @@ mod tests {
         // Large logits stay finite.
         let big = Tensor::new(&[[200.0f32, -200.0]], &dev).unwrap();
         let t = Tensor::new(&[[0.0f32, 1.0]], &dev).unwrap();
-        let got = bce_with_logits(&big, &t)
+        let got = bce_with_logits(&big, &t, Reduction::MeanOverElements)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
@@ -86,5 +162,95 @@ mod tests {
             .sum_all()
             .unwrap();
         assert!((p.to_scalar::<f32>().unwrap() - 1.0).abs() < 1e-6);
+    }
+
+    /// mmpretrain's `LabelSmoothLoss(label_smooth_val=0.1, mode='original',
+    /// use_sigmoid=True)` by hand: `original_smooth_label` gives
+    /// `y·(1 − 0.1) + 0.1/K`; `binary_cross_entropy` takes the element-wise
+    /// `F.binary_cross_entropy_with_logits(..., reduction='none')` =
+    /// `log(1 + e^x) − x·t`, and `weight_reduce_loss` with the head's
+    /// `avg_factor = N` returns `sum / N`.
+    #[test]
+    fn rsb_a1_loss_matches_mmpretrain_formula() {
+        let dev = Device::Cpu;
+        let x = [[2.0f64, -1.0, 0.0, 0.5], [0.3, 1.5, -2.0, 4.0]];
+        // One-hot, and a Mixup of concepts 0 and 3 (λ = 0.7): smoothing comes after.
+        let y = [[1.0f64, 0.0, 0.0, 0.0], [0.7, 0.0, 0.0, 0.3]];
+        let logits = Tensor::new(&x.map(|r| r.map(|v| v as f32)), &dev).unwrap();
+        let targets = Tensor::new(&y.map(|r| r.map(|v| v as f32)), &dev).unwrap();
+        let (eps, k, n) = (0.1, 4.0, 2.0);
+        let mut sum = 0.0;
+        for (xr, yr) in x.iter().zip(&y) {
+            for (&xi, &yi) in xr.iter().zip(yr) {
+                let t = yi * (1.0 - eps) + eps / k;
+                sum += (1.0 + xi.exp()).ln() - xi * t;
+            }
+        }
+        let mmpretrain = sum / n;
+        let loss = Loss {
+            output: Output::Sigmoid,
+            label_smoothing: eps,
+            reduction: Reduction::SumOverBatch,
+        };
+        let got = loss
+            .loss(&logits, &targets)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            (f64::from(got) - mmpretrain).abs() < 1e-5,
+            "{got} vs {mmpretrain}"
+        );
+        // The smoothed targets themselves.
+        let smoothed: Vec<Vec<f32>> = loss.smooth(&targets).unwrap().to_vec2().unwrap();
+        assert!((smoothed[0][0] - 0.925).abs() < 1e-6 && (smoothed[0][1] - 0.025).abs() < 1e-6);
+        assert!((smoothed[1][3] - (0.3 * 0.9 + 0.025)).abs() < 1e-6);
+        // timm's reduction (mean over N·K) is K times smaller; without
+        // smoothing the targets are the raw ones.
+        let mean = Loss {
+            reduction: Reduction::MeanOverElements,
+            ..loss
+        };
+        let got_mean = mean
+            .loss(&logits, &targets)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((f64::from(got_mean) - mmpretrain / k).abs() < 1e-5);
+        let mut raw = 0.0;
+        for (xr, yr) in x.iter().zip(&y) {
+            for (&xi, &yi) in xr.iter().zip(yr) {
+                raw += (1.0 + xi.exp()).ln() - xi * yi;
+            }
+        }
+        let got_raw = loss
+            .without_smoothing()
+            .loss(&logits, &targets)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((f64::from(got_raw) - raw / n).abs() < 1e-5);
+        // Softmax: smoothed soft cross-entropy, summed over concepts, mean over images.
+        let softmax = Loss {
+            output: Output::Softmax,
+            ..loss
+        };
+        let mut ce = 0.0;
+        for (xr, yr) in x.iter().zip(&y) {
+            let lse = xr.iter().map(|v| v.exp()).sum::<f64>().ln();
+            for (&xi, &yi) in xr.iter().zip(yr) {
+                ce -= (yi * (1.0 - eps) + eps / k) * (xi - lse);
+            }
+        }
+        let got_ce = softmax
+            .loss(&logits, &targets)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            (f64::from(got_ce) - ce / n).abs() < 1e-5,
+            "{got_ce} vs {}",
+            ce / n
+        );
     }
 }

@@ -2,6 +2,41 @@
 //! hyperparameters and a concept count into the model, its initial weights,
 //! the optimizer and its parameter groups, the schedule, the loss and the
 //! image preprocessing. The trainer loop knows none of this.
+//!
+//! # `MMClassification_ResNet_50_RSB_A1` and its sources
+//!
+//! The references are mmpretrain's `resnet50_8xb256-rsb-a1-600e_in1k` (the
+//! template's name is MMClassification's) and timm's `resnet50.a1_in1k`. Where
+//! vct differed from them (issue 13), what it does now:
+//!
+//! 1. **Label smoothing** — fixed: ε = [`RSB_LABEL_SMOOTHING`] (0.1), mmpretrain's
+//!    `LabelSmoothLoss(mode='original', use_sigmoid=True)`: targets
+//!    `y·(1 − ε) + ε/K`, after Mixup / CutMix ([`Loss::label_smoothing`], a
+//!    recipe field, 0 for the Clarifai templates).
+//! 2. **BCE reduction** — option, mmpretrain's value by default: the sum over
+//!    the batch size N ([`Reduction::SumOverBatch`], `avg_factor = N`); timm's
+//!    mean over N·K ([`Reduction::MeanOverElements`]) stays available in
+//!    [`Loss::reduction`] and is what the Clarifai templates use.
+//! 3. **Zero-init of each block's last BN after `--random-init`** — fixed: the
+//!    final init (template, then the `random_init` override) is decided before
+//!    the model, so a random start always zero-inits it, as mmpretrain's
+//!    `ResNet(zero_init_residual=True)` and timm do.
+//! 4. **Interpolation** — fixed, recorded in [`Preprocess::filter`]: bicubic
+//!    (Pillow's `BICUBIC`) for the training RandomResizedCrop and the evaluation
+//!    resize, as mmpretrain (`interpolation='bicubic'`, pillow backend) and timm;
+//!    the Clarifai templates keep bilinear. Runs recorded before read as bilinear,
+//!    which is what they used. (RandAugment's rotate / shear / translate still
+//!    sample bilinearly; mmpretrain sets bicubic there too.)
+//! 5. **Evaluation resize** — fixed: one rule, [`vct_augment::eval_resize_size`]
+//!    (size / crop ratio, rounded), for every template: 236 for 224 at
+//!    [`RSB_EVAL_CROP_RATIO`] 0.95 as mmpretrain's `ResizeEdge(scale=236)`
+//!    (timm floors to 235); the Clarifai templates use ratio 1.
+//! 6. **`per_item_min_lrate > per_item_lrate`** — fixed: refused by vct-hparams'
+//!    validation, naming both keys and values.
+//! 7. **Label semantics of manifests** — fixed: a manifest with one concept per
+//!    row is single-label; softmax (`logreg = 0`, `concepts_mutually_exclusive =
+//!    true`) on rows of several concepts is refused, naming the row
+//!    ([`crate::data::check_labels`]).
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -10,7 +45,9 @@ use vct_hparams::{FlipDirection, HyperParams, PretrainedWeights};
 use vct_optim::{split_decay, LambConfig, Optimizer, OptimizerConfig, SgdConfig};
 use vct_sched::{Schedule, BACKBONE_GROUP, HEAD_GROUP};
 
-use crate::loss::Output;
+use vct_augment::{eval_resize_size, Filter};
+
+use crate::loss::{Loss, Output, Reduction};
 use crate::TrainError;
 
 /// Stochastic depth of the RSB-A1 recipe.
@@ -22,6 +59,11 @@ pub const SGD_MOMENTUM: f64 = 0.9;
 pub const SGD_WEIGHT_DECAY: f64 = 1e-4;
 /// Evaluation crop ratio of RSB-A1: resize to size / 0.95, centre-crop size.
 pub const RSB_EVAL_CROP_RATIO: f64 = 0.95;
+/// Evaluation crop ratio of the Clarifai templates: resize the shorter side to
+/// `image_size`, centre-crop `image_size`.
+pub const CLARIFAI_EVAL_CROP_RATIO: f64 = 1.0;
+/// Label smoothing of RSB-A1 (mmpretrain's `label_smooth_val`, timm's `smoothing`).
+pub const RSB_LABEL_SMOOTHING: f64 = 0.1;
 
 /// How pixels become network input, per the weights' convention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +91,10 @@ pub struct Preprocess {
     pub flip_vertical: bool,
     /// Pixel normalisation.
     pub norm: InputNorm,
+    /// Resampling filter of every resize (training crop and evaluation).
+    /// Absent from runs recorded before it existed, which resized bilinearly.
+    #[serde(default)]
+    pub filter: Filter,
 }
 
 /// The training crop.
@@ -103,8 +149,9 @@ pub struct Recipe {
     pub optimizer: OptimizerConfig,
     /// Backbone learning rate relative to the head's (0 freezes the backbone).
     pub backbone_lr_mult: f64,
-    /// Sigmoid + BCE or softmax + cross-entropy.
-    pub output: Output,
+    /// The training loss: sigmoid + BCE or softmax + cross-entropy, label
+    /// smoothing and reduction.
+    pub loss: Loss,
     /// Image preprocessing.
     pub preprocess: Preprocess,
     /// Evaluate and predict on the mean embedding of the image and its mirror.
@@ -127,22 +174,38 @@ impl Recipe {
         } else {
             Output::Softmax
         };
+        let eval_resize = |ratio: f64| -> Result<usize, TrainError> {
+            let side = u32::try_from(size)
+                .map_err(|_| TrainError::Component(format!("image_size {size} is too large")))?;
+            eval_resize_size(side, ratio)
+                .map(|v| v as usize)
+                .map_err(|e| TrainError::Component(e.to_string()))
+        };
         let sgd = OptimizerConfig::Sgd(SgdConfig {
             momentum: SGD_MOMENTUM,
             weight_decay: SGD_WEIGHT_DECAY,
             ..SgdConfig::default()
         });
+        // The start the run will really have: the template's, unless overridden.
+        let final_init = |template_init: Init| {
+            if random_init {
+                Init::Random
+            } else {
+                template_init
+            }
+        };
         let mut model;
-        let (init, optimizer, backbone_lr_mult, preprocess, flip_avg);
+        let (init, optimizer, backbone_lr_mult, preprocess, flip_avg, loss);
         match hparams {
             HyperParams::RsbA1(p) => {
                 model = ModelConfig::new(Arch::ResNet50, num_concepts);
                 model.drop_path_rate = RSB_DROP_PATH;
-                init = match p.pretrained_weights {
+                init = final_init(match p.pretrained_weights {
                     PretrainedWeights::ImageNet1k => Init::Pretrained(ArchName(Arch::ResNet50)),
                     PretrainedWeights::None => Init::Random,
-                };
-                // Random init follows timm's RSB setting: last BN of each block at 0.
+                });
+                // A random start zero-inits each block's last BN, as mmpretrain's
+                // ResNet (zero_init_residual=True) and timm's RSB runs do.
                 model.zero_init_last_bn = init == Init::Random;
                 optimizer = OptimizerConfig::Lamb(LambConfig {
                     weight_decay: p.weight_decay,
@@ -152,12 +215,18 @@ impl Recipe {
                 preprocess = Preprocess {
                     size,
                     train_crop: TrainCrop::RandomResized { min_scale: 0.08 },
-                    eval_resize: (size as f64 / RSB_EVAL_CROP_RATIO).round() as usize,
+                    eval_resize: eval_resize(RSB_EVAL_CROP_RATIO)?,
                     flip_probability: p.flip_probability,
                     flip_vertical: p.flip_direction == FlipDirection::Vertical,
                     norm: InputNorm::ImageNet,
+                    filter: Filter::Bicubic,
                 };
                 flip_avg = false;
+                loss = Loss {
+                    output,
+                    label_smoothing: RSB_LABEL_SMOOTHING,
+                    reduction: Reduction::SumOverBatch,
+                };
             }
             HyperParams::InceptionBatchNorm(_)
             | HyperParams::InceptionV2(_)
@@ -170,34 +239,40 @@ impl Recipe {
                     _ => (Arch::ResNeXt50_32x4d, InputNorm::ImageNet, true),
                 };
                 model = ModelConfig::new(arch, num_concepts);
-                init = if pretrained {
+                init = final_init(if pretrained {
                     Init::Pretrained(ArchName(arch))
                 } else {
                     Init::Random
-                };
+                });
                 optimizer = sgd;
                 backbone_lr_mult = 1.0;
-                preprocess = clarifai_preprocess(size, norm);
+                preprocess =
+                    clarifai_preprocess(size, eval_resize(CLARIFAI_EVAL_CROP_RATIO)?, norm);
                 flip_avg = false;
+                loss = Loss::plain(output);
             }
             HyperParams::TransferEmbedNorm(p) => {
                 model = ModelConfig::new(Arch::BnInception, num_concepts).with_norm_embed_head();
-                init = Init::Pretrained(ArchName(Arch::BnInception));
+                init = final_init(Init::Pretrained(ArchName(Arch::BnInception)));
                 optimizer = sgd;
                 backbone_lr_mult = p.base_gradient_multiplier;
-                preprocess = clarifai_preprocess(size, InputNorm::Bgr255);
+                preprocess = clarifai_preprocess(
+                    size,
+                    eval_resize(CLARIFAI_EVAL_CROP_RATIO)?,
+                    InputNorm::Bgr255,
+                );
                 flip_avg = p.average_horizontal_flips;
+                loss = Loss::plain(output);
             }
         }
         model.seed = seed;
-        let init = if random_init { Init::Random } else { init };
         Ok(Recipe {
             hparams: hparams.clone(),
             model,
             init,
             optimizer,
             backbone_lr_mult,
-            output,
+            loss,
             preprocess,
             flip_average_eval: flip_avg,
         })
@@ -237,13 +312,105 @@ impl Recipe {
     }
 }
 
-fn clarifai_preprocess(size: usize, norm: InputNorm) -> Preprocess {
+fn clarifai_preprocess(size: usize, eval_resize: usize, norm: InputNorm) -> Preprocess {
     Preprocess {
         size,
         train_crop: TrainCrop::ShorterSideRandom,
-        eval_resize: size,
+        eval_resize,
         flip_probability: 0.5,
         flip_vertical: false,
         norm,
+        filter: Filter::Bilinear,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vct_hparams::Template;
+
+    #[test]
+    fn random_init_zero_inits_the_rsb_blocks_last_bn() {
+        // The template's default start is ImageNet-1k; --random-init overrides it.
+        let hp = HyperParams::defaults(Template::RsbA1);
+        let pretrained = Recipe::new(&hp, 3, 0, false).unwrap();
+        assert_eq!(pretrained.init, Init::Pretrained(ArchName(Arch::ResNet50)));
+        assert!(!pretrained.model.zero_init_last_bn);
+        let random = Recipe::new(&hp, 3, 0, true).unwrap();
+        assert_eq!(random.init, Init::Random);
+        assert!(random.model.zero_init_last_bn);
+        // In the built network: every bottleneck's bn3 scale is 0, bn1's is not.
+        let model = random.build_model(&Device::Cpu).unwrap();
+        let mut bn3 = 0;
+        for e in model.entries() {
+            let values: Vec<f32> = e.var.flatten_all().unwrap().to_vec1().unwrap();
+            if e.name.ends_with(".bn3.weight") {
+                bn3 += 1;
+                assert!(values.iter().all(|&v| v == 0.0), "{} not zero", e.name);
+            } else if e.name.ends_with(".bn1.weight") {
+                assert!(values.iter().all(|&v| v == 1.0), "{}", e.name);
+            }
+        }
+        assert_eq!(bn3, 16, "ResNet-50 has 3 + 4 + 6 + 3 bottlenecks");
+        // Set by the template too (pretrained_weights = None), not only by the flag.
+        let none = hp.with_override("pretrained_weights=None").unwrap();
+        assert!(
+            Recipe::new(&none, 3, 0, false)
+                .unwrap()
+                .model
+                .zero_init_last_bn
+        );
+    }
+
+    #[test]
+    fn rsb_a1_loss_and_preprocessing_follow_mmpretrain() {
+        let rsb = Recipe::new(&HyperParams::defaults(Template::RsbA1), 5, 0, false).unwrap();
+        assert_eq!(
+            rsb.loss,
+            Loss {
+                output: Output::Sigmoid,
+                label_smoothing: 0.1,
+                reduction: Reduction::SumOverBatch,
+            }
+        );
+        assert_eq!(rsb.preprocess.filter, Filter::Bicubic);
+        // One evaluation-resize rule: vct_augment's, mmpretrain's ResizeEdge(236).
+        assert_eq!(rsb.preprocess.eval_resize, 236);
+        assert_eq!(
+            rsb.preprocess.eval_resize,
+            eval_resize_size(224, RSB_EVAL_CROP_RATIO).unwrap() as usize
+        );
+        let exclusive = HyperParams::defaults(Template::RsbA1)
+            .with_override("concepts_mutually_exclusive=true")
+            .unwrap();
+        let rsb_softmax = Recipe::new(&exclusive, 5, 0, false).unwrap();
+        assert_eq!(rsb_softmax.loss.output, Output::Softmax);
+        assert_eq!(rsb_softmax.loss.label_smoothing, 0.1);
+        for template in [
+            Template::InceptionBatchNorm,
+            Template::InceptionV2,
+            Template::ResNext,
+            Template::TransferEmbedNorm,
+        ] {
+            let r = Recipe::new(&HyperParams::defaults(template), 5, 0, false).unwrap();
+            assert_eq!(r.loss, Loss::plain(Output::Sigmoid), "{template}");
+            assert_eq!(r.preprocess.filter, Filter::Bilinear, "{template}");
+            assert_eq!(r.preprocess.eval_resize, 256, "{template}");
+        }
+    }
+
+    #[test]
+    fn preprocessing_recorded_before_the_filter_reads_as_bilinear() {
+        let old = r#"{"size": 224, "train_crop": {"RandomResized": {"min_scale": 0.08}},
+            "eval_resize": 236, "flip_probability": 0.5, "flip_vertical": false,
+            "norm": "ImageNet"}"#;
+        let p: Preprocess = serde_json::from_str(old).unwrap();
+        assert_eq!(p.filter, Filter::Bilinear);
+        let now = serde_json::to_value(Preprocess {
+            filter: Filter::Bicubic,
+            ..p
+        })
+        .unwrap();
+        assert_eq!(now["filter"], "bicubic");
     }
 }

@@ -13,7 +13,7 @@ use vct_hparams::HyperParams;
 use vct_metrics::EvalMetrics;
 
 use crate::checkpoint;
-use crate::loss::Output;
+use crate::loss::{Loss, Output, Reduction};
 use crate::outputs::{prepare_out_dir, write_atomic, write_json, EventLog, ExistingRun};
 use crate::plot::curves_svg;
 use crate::progress::ProgressMode;
@@ -103,6 +103,12 @@ pub struct RunRecord {
     pub arch: String,
     /// Output layer.
     pub output: Output,
+    /// Label smoothing of the training loss (absent, i.e. 0, in older runs).
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Reduction of the sigmoid loss (absent in older runs: the mean over elements).
+    #[serde(default)]
+    pub reduction: Reduction,
     /// Preprocessing, needed again by eval and predict.
     pub preprocess: Preprocess,
     /// Whether evaluation averages flipped embeddings.
@@ -118,6 +124,17 @@ pub struct RunRecord {
     pub stop_reason: Option<StopReason>,
     /// Best epoch and its score (top-1, or mAP for multi-label data).
     pub best: Option<(f64, usize)>,
+}
+
+impl RunRecord {
+    /// The run's training loss.
+    pub fn loss(&self) -> Loss {
+        Loss {
+            output: self.output,
+            label_smoothing: self.label_smoothing,
+            reduction: self.reduction,
+        }
+    }
 }
 
 /// Sizes of the data a run saw.
@@ -235,7 +252,9 @@ pub fn train_on(
         concepts: concepts.to_vec(),
         seed: opts.seed,
         arch: model.arch().name().into(),
-        output: recipe.output,
+        output: recipe.loss.output,
+        label_smoothing: recipe.loss.label_smoothing,
+        reduction: recipe.loss.reduction,
         preprocess: recipe.preprocess.clone(),
         flip_average_eval: recipe.flip_average_eval,
         extras: opts.extras,

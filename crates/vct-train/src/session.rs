@@ -11,7 +11,7 @@ use vct_data::Dataset;
 use vct_hparams::HyperParams;
 use vct_metrics::EvalMetrics;
 
-use crate::data::{eval_pipeline, normalize, open_datasets, FolderSource, ValSource};
+use crate::data::{check_labels, eval_pipeline, normalize, open_datasets, FolderSource, ValSource};
 use crate::recipe::Recipe;
 use crate::run::{train_on, RunOptions, RunRecord, RunSummary};
 use crate::trainer::{eval_embeddings, eval_head, evaluate, BatchSource};
@@ -26,6 +26,7 @@ pub fn train(
     opts: &RunOptions,
 ) -> Result<RunSummary, TrainError> {
     let (train_set, val_set) = open_datasets(data, val, opts.seed)?;
+    check_labels(hparams, &train_set, val_set.as_ref())?;
     if opts.progress != crate::progress::ProgressMode::Quiet {
         eprintln!(
             "data: {} training images, {} validation images, {} concepts{}",
@@ -131,7 +132,7 @@ impl TrainedModel {
             .ok_or_else(|| TrainError::Component("no evaluation data".into()))??;
         evaluate(
             &self.model,
-            self.record.output,
+            self.record.loss().without_smoothing(),
             self.record.flip_average_eval,
             &self.record.concepts,
             batches,

@@ -14,7 +14,7 @@ use vct_optim::Optimizer;
 use vct_sched::{LrSchedule, Schedule};
 
 use crate::checkpoint::{self, CheckpointState, FileWriter, CHECKPOINT_FORMAT};
-use crate::loss::Output;
+use crate::loss::{Loss, Output};
 use crate::outputs::EventLog;
 use crate::plot::EpochPoint;
 use crate::progress::{EpochProgress, ProgressMode};
@@ -200,10 +200,11 @@ pub fn eval_head(model: &Classifier, emb: &Tensor) -> Result<Tensor, TrainError>
         .map_err(|e| TrainError::Component(e.to_string()))
 }
 
-/// Evaluates `model` on `batches`: loss and every metric.
+/// Evaluates `model` on `batches`: `loss` (as given: the run's loss without
+/// label smoothing) and every metric.
 pub fn evaluate(
     model: &Classifier,
-    output: Output,
+    loss: Loss,
     flip_average: bool,
     concepts: &[String],
     batches: Batches<'_>,
@@ -214,8 +215,12 @@ pub fn evaluate(
         let emb = eval_embeddings(model, flip_average, &batch.images)?;
         let logits = eval_head(model, &emb)?;
         let n = batch.images.dim(0)?;
-        let loss = output.loss(&logits, &batch.targets)?.to_scalar::<f32>()? as f64;
-        let probs: Vec<f32> = output.probabilities(&logits)?.flatten_all()?.to_vec1()?;
+        let value = loss.loss(&logits, &batch.targets)?.to_scalar::<f32>()? as f64;
+        let probs: Vec<f32> = loss
+            .output
+            .probabilities(&logits)?
+            .flatten_all()?
+            .to_vec1()?;
         let acc = acc.get_or_insert_with(|| {
             MetricsAccumulator::new(
                 concepts.to_vec(),
@@ -228,7 +233,7 @@ pub fn evaluate(
         };
         acc.add(&probs, labels)
             .map_err(|e| TrainError::Component(format!("metrics: {e}")))?;
-        acc.add_loss(loss * n as f64, n as u64);
+        acc.add_loss(value * n as f64, n as u64);
     }
     match acc {
         Some(acc) => Ok(acc.finish()),
@@ -334,7 +339,7 @@ pub fn fit(
             let n = batch.images.dim(0)?;
             lr = schedule.lr(state.global_step);
             let logits = train_logits(model, recipe, &batch.images)?;
-            let loss = recipe.output.loss(&logits, &batch.targets)?;
+            let loss = recipe.loss.loss(&logits, &batch.targets)?;
             let loss_value = loss.to_scalar::<f32>()? as f64;
             if !loss_value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
@@ -372,7 +377,7 @@ pub fn fit(
         let metrics = match data.validation() {
             Some(batches) => Some(evaluate(
                 model,
-                recipe.output,
+                recipe.loss.without_smoothing(),
                 recipe.flip_average_eval,
                 concepts,
                 batches?,

@@ -334,3 +334,22 @@ fn rsb_extras_mix_batches_and_train() {
     );
     assert!(epoch_losses(&out)[0].is_finite());
 }
+
+#[test]
+fn softmax_on_a_multi_label_manifest_is_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = demo(tmp.path(), true);
+    let out = tmp.path().join("run");
+    let hp = hparams(Template::InceptionV2, &["logreg=0"]);
+    let err = session::train(&hp, &data, &ValSource::Auto, &options(&out))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("train.csv:") && err.contains("concepts (") && err.contains("logreg = 0"),
+        "{err}"
+    );
+    assert!(
+        !out.join("run.json").exists(),
+        "refused before the run started"
+    );
+}
