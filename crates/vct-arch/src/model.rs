@@ -212,8 +212,8 @@ pub struct ModelConfig {
     pub head: HeadKind,
     /// ResNet stochastic depth rate (0.05 in RSB-A1); ignored by Inception.
     pub drop_path_rate: f64,
-    /// Dropout before the linear head in training (0.2 for Inception-v2, as
-    /// TF-slim's `dropout_keep_prob=0.8`; 0 otherwise).
+    /// Dropout before the linear head in training (0 by default; vct-train's recipe
+    /// sets TF-slim's 0.2 for its Inception-v2 template).
     pub head_dropout: f64,
     /// ResNet: start each residual branch's last BN scale at 0.
     pub zero_init_last_bn: bool,
@@ -231,7 +231,7 @@ impl ModelConfig {
             num_classes,
             head: HeadKind::Linear,
             drop_path_rate: 0.0,
-            head_dropout: if arch == Arch::InceptionV2 { 0.2 } else { 0.0 },
+            head_dropout: 0.0,
             zero_init_last_bn: false,
             depth_multiplier: 1.0,
             seed: 0,

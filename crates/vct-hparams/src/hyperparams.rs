@@ -301,6 +301,83 @@ impl HyperParams {
         HyperParams::from_params(self.template(), Value::Object(params), &origin)
     }
 
+    /// `self` with a params file and then each `key=value` (as [`Self::with_override`]
+    /// reads them) on top, checked once: every mistake in the file and in every
+    /// assignment is reported together. The file may be partial, bare or tagged with
+    /// `self`'s template; unreadable or unparsable files are an error on their own.
+    pub fn layered(&self, file: Option<&Path>, sets: &[String]) -> Result<HyperParams, HparamsError> {
+        let template = self.template();
+        let mut params = match self.params_value() {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let mut violations = Vec::new();
+        let mut origin = Vec::new();
+        if let Some(path) = file {
+            let format = Format::from_path(path)?;
+            let text = std::fs::read_to_string(path).map_err(|source| HparamsError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let name = path.display().to_string();
+            let value = format.parse(&text, &name)?;
+            let (object, mut top) = file_params(value, template, &name)?;
+            violations.append(&mut top);
+            for (k, v) in object {
+                params.insert(k, v);
+            }
+            origin.push(name);
+        }
+        for assignment in sets {
+            let Some((key, raw)) = assignment.split_once('=') else {
+                violations.push(Violation {
+                    key: assignment.clone(),
+                    message: "--set expects key=value".into(),
+                });
+                continue;
+            };
+            match Format::Yaml.parse(raw, &format!("--set {assignment}")) {
+                Ok(value) => {
+                    params.insert(key.trim().to_string(), value);
+                }
+                Err(e) => violations.push(Violation {
+                    key: key.trim().to_string(),
+                    message: format!("--set {assignment}: {e}"),
+                }),
+            }
+        }
+        if !sets.is_empty() {
+            origin.push("--set".into());
+        }
+        let origin = if origin.is_empty() {
+            "defaults".to_string()
+        } else {
+            origin.join(" and ")
+        };
+        match HyperParams::from_params(template, Value::Object(params), &origin) {
+            Ok(hp) if violations.is_empty() => Ok(hp),
+            Ok(_) => Err(HparamsError::Invalid {
+                origin,
+                template: template.name().into(),
+                violations,
+            }),
+            Err(HparamsError::Invalid {
+                violations: mut more,
+                ..
+            }) => {
+                // Keys whose value did not even parse are not reported twice.
+                more.retain(|m| !violations.iter().any(|v| v.key == m.key));
+                violations.append(&mut more);
+                Err(HparamsError::Invalid {
+                    origin,
+                    template: template.name().into(),
+                    violations,
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     /// The params object alone, every key present.
     pub fn params_value(&self) -> Value {
         let value = match self {
@@ -412,6 +489,73 @@ impl HyperParams {
     pub fn steps_per_epoch(&self, dataset_len: usize) -> usize {
         self.items_per_epoch(dataset_len)
             .div_ceil(self.batch_size().max(1))
+    }
+}
+
+/// The params object of a file's content (bare, or tagged with `template`), and the
+/// violations of its top level (unknown keys).
+fn file_params(
+    value: Value,
+    template: Template,
+    origin: &str,
+) -> Result<(Map<String, Value>, Vec<Violation>), HparamsError> {
+    let mut object = match value {
+        Value::Object(o) => o,
+        Value::Null => return Ok((Map::new(), Vec::new())),
+        other => {
+            return Err(HparamsError::Invalid {
+                origin: origin.to_string(),
+                template: template.name().into(),
+                violations: vec![Violation {
+                    key: "<root>".into(),
+                    message: format!("expected an object, got {}", type_name(&other)),
+                }],
+            })
+        }
+    };
+    if !object.contains_key("template") {
+        return Ok((object, Vec::new()));
+    }
+    let named = object.remove("template").unwrap_or(Value::Null);
+    let params = object.remove("params").unwrap_or(Value::Null);
+    let violations = object
+        .keys()
+        .map(|k| Violation {
+            key: k.clone(),
+            message: "unknown top-level key (expected only \"template\" and \"params\")".into(),
+        })
+        .collect();
+    match named.as_str().and_then(|n| Template::ALL.into_iter().find(|t| t.name() == n)) {
+        Some(t) if t == template => {}
+        Some(in_file) => {
+            return Err(HparamsError::TemplateMismatch {
+                origin: origin.to_string(),
+                in_file,
+                requested: template,
+            })
+        }
+        None => {
+            return Err(HparamsError::Invalid {
+                origin: origin.to_string(),
+                template: template.name().into(),
+                violations: vec![Violation {
+                    key: "template".into(),
+                    message: format!("{named} is not a template name"),
+                }],
+            })
+        }
+    }
+    match params {
+        Value::Object(p) => Ok((p, violations)),
+        Value::Null => Ok((Map::new(), violations)),
+        other => Err(HparamsError::Invalid {
+            origin: origin.to_string(),
+            template: template.name().into(),
+            violations: vec![Violation {
+                key: "params".into(),
+                message: format!("expected an object of hyperparameters, got {}", type_name(&other)),
+            }],
+        }),
     }
 }
 

@@ -357,3 +357,38 @@ fn min_lrate_above_lrate_is_refused_naming_both_keys_and_values() {
     };
     assert_eq!(violations.len(), 1, "{err}");
 }
+
+#[test]
+fn layered_reports_every_mistake_of_the_file_and_every_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, "batch_size: 0\nimag_size: 64\n").unwrap();
+    let sets: Vec<String> = [
+        "image_size=100",
+        "num_epochs=0",
+        "per_item_lrate=-1",
+        "bogus",
+        "logreg=[",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let base = HyperParams::defaults(Template::ResNext);
+    let err = base.layered(Some(&file), &sets).unwrap_err();
+    let HparamsError::Invalid { violations, origin, .. } = &err else {
+        panic!("{err}")
+    };
+    let keys: Vec<&str> = violations.iter().map(|v| v.key.as_str()).collect();
+    for k in ["batch_size", "imag_size", "image_size", "num_epochs", "per_item_lrate", "bogus", "logreg"] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    assert!(origin.contains("p.yaml") && origin.contains("--set"), "{origin}");
+    // A file changes only its keys; the sets come last.
+    std::fs::write(&file, "batch_size: 16\n").unwrap();
+    let hp = base
+        .with_override("num_epochs=3")
+        .unwrap()
+        .layered(Some(&file), &["image_size=64".to_string()])
+        .unwrap();
+    assert_eq!((hp.batch_size(), hp.image_size(), hp.num_epochs()), (16, 64, 3));
+}

@@ -32,8 +32,8 @@ pub enum SchedError {
 }
 
 impl SchedError {
-    /// An out-of-range value.
-    pub(crate) fn invalid(key: &str, value: impl ToString, expected: &str) -> SchedError {
+    /// An out-of-range value: the key, the value and what was expected.
+    pub fn invalid(key: &str, value: impl ToString, expected: &str) -> SchedError {
         SchedError::Invalid {
             key: key.to_string(),
             value: value.to_string(),
@@ -43,7 +43,7 @@ impl SchedError {
 
     /// The same error with its keys renamed (constructor argument → hyperparameter
     /// key), so a user sees the name from their params file.
-    pub(crate) fn renamed(self, rename: impl Fn(&str) -> String) -> SchedError {
+    pub fn renamed(self, rename: impl Fn(&str) -> String) -> SchedError {
         match self {
             SchedError::Invalid {
                 key,

@@ -16,12 +16,10 @@
 
 mod curves;
 mod error;
-mod hparams;
 mod schedule;
 
 pub use curves::{Constant, Curve, StepDecay, WarmupCosine, WarmupStyle};
 pub use error::SchedError;
-pub use hparams::{for_hparams, for_hparams_with, BACKBONE_GROUP, CLARIFAI_STEP_GAMMA, HEAD_GROUP};
 pub use schedule::{GroupMultiplier, KeyPoint, Schedule};
 
 /// A learning rate as a function of the optimisation step (0-based): the value

@@ -13,23 +13,10 @@ use vct_data::{Dataset, LoadedBatch, Loader, LoaderConfig, Skipped};
 use vct_hparams::HyperParams;
 
 use crate::recipe::{InputNorm, Preprocess, TrainCrop};
-use crate::run::{DataSummary, Extras};
-use crate::trainer::{Batch, BatchLabels, BatchSource, Batches};
+use crate::config::{Extras, ValSource};
+use crate::run::DataSummary;
+use crate::trainer::{Batch, BatchLabels, BatchSource, Batches, Input};
 use crate::TrainError;
-
-/// Where the validation images come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ValSource {
-    /// `train/` + `val/` folders under the data root if present, else a 10%
-    /// stratified split (none for fewer than 20 images).
-    Auto,
-    /// A folder or manifest.
-    Path(PathBuf),
-    /// A stratified fraction of the training data.
-    Split(f64),
-    /// No validation.
-    None,
-}
 
 fn data_err(e: impl std::fmt::Display) -> TrainError {
     TrainError::Component(e.to_string())
@@ -160,7 +147,7 @@ pub fn to_batch(b: LoadedBatch, multi_label: bool, device: &Device) -> Result<Ba
         )
     };
     Ok(Batch {
-        images: b.images.to_device(device)?,
+        input: Input::Images(b.images.to_device(device)?),
         targets: b.targets.to_device(device)?,
         labels,
     })
@@ -181,10 +168,13 @@ pub struct FolderSource {
     skipped: Arc<Mutex<Vec<Skipped>>>,
     mixup: Option<vct_augment::Mixup>,
     multi_label: bool,
+    preprocess: Preprocess,
 }
 
 impl FolderSource {
-    /// A source over `train` (and `val`) for a recipe's preprocessing.
+    /// A source over `train` (and `val`) for a recipe's preprocessing. With
+    /// `deterministic`, training images get the evaluation preprocessing (no random crop,
+    /// flip or extras): what a cache of a frozen backbone's embeddings computes.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         train: Dataset,
@@ -195,24 +185,78 @@ impl FolderSource {
         seed: u64,
         device: Device,
         extras: Extras,
-    ) -> FolderSource {
+        deterministic: bool,
+    ) -> Result<FolderSource, TrainError> {
+        if batch_size == 0 {
+            return Err(TrainError::TooLarge {
+                what: "batch_size".into(),
+                value: "0".into(),
+                limit: "at least 1".into(),
+            });
+        }
         // Labels for the metrics are multi-hot when either set has an image of
         // other than one concept, so validation rows keep all their concepts.
         let multi_label = train.multi_label || val.as_ref().is_some_and(|v| v.multi_label);
-        FolderSource {
+        let train_pipeline = if deterministic {
+            eval_pipeline(preprocess)
+        } else {
+            train_pipeline(preprocess, extras.randaugment)
+        };
+        Ok(FolderSource {
             multi_label,
             train: Arc::new(train),
             val: val.map(Arc::new),
-            train_pipeline: Arc::new(train_pipeline(preprocess, extras.randaugment)),
+            train_pipeline: Arc::new(train_pipeline),
             eval_pipeline: Arc::new(eval_pipeline(preprocess)),
-            batch_size: batch_size.max(1),
+            batch_size,
             items_per_epoch,
             seed,
             normalize: normalize(preprocess.norm),
             device,
             skipped: Arc::new(Mutex::new(Vec::new())),
-            mixup: extras.mixup,
-        }
+            mixup: if deterministic { None } else { extras.mixup },
+            preprocess: preprocess.clone(),
+        })
+    }
+
+    /// The training set.
+    pub fn train_set(&self) -> &Arc<Dataset> {
+        &self.train
+    }
+
+    /// The validation set.
+    pub fn val_set(&self) -> Option<&Arc<Dataset>> {
+        self.val.as_ref()
+    }
+
+    /// The recipe's preprocessing.
+    pub fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    /// Images per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Training images per epoch.
+    pub fn items_per_epoch(&self) -> usize {
+        self.items_per_epoch
+    }
+
+    /// The run seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Whether labels are multi-hot.
+    pub fn multi_label(&self) -> bool {
+        self.multi_label
+    }
+
+    /// Every image of `dataset` in its order, through the evaluation preprocessing.
+    pub fn eval_batches(&self, dataset: &Arc<Dataset>) -> Loader {
+        self.loader(dataset, &self.eval_pipeline, 0, dataset.items.len(), false)
     }
 
     /// Image counts for `run.json`.

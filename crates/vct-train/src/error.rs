@@ -23,7 +23,7 @@ pub enum TrainError {
         path: PathBuf,
     },
     /// `--resume` on a folder without a run.
-    #[error("{path} holds no run to resume (no run.json / checkpoints/last)")]
+    #[error("{path} holds no run to resume (no checkpoints/LATEST)")]
     NothingToResume {
         /// The folder.
         path: PathBuf,
@@ -60,6 +60,31 @@ pub enum TrainError {
         /// The first offending row.
         source: Box<vct_data::DataError>,
     },
+    /// `--resume` asked for changes a resumed run cannot take.
+    #[error("cannot resume with these changes (a resumed run keeps its configuration; only num_epochs and --early-stopping may change):\n{}", refused.iter().map(|r| format!("  {r}")).collect::<Vec<_>>().join("\n"))]
+    ResumeChanges {
+        /// Each refused change.
+        refused: Vec<crate::config::Refusal>,
+    },
+    /// A size that would exhaust the machine or cannot work, refused before any work.
+    #[error("{what} = {value}: {limit}")]
+    TooLarge {
+        /// The setting.
+        what: String,
+        /// Its value.
+        value: String,
+        /// The limit, and why.
+        limit: String,
+    },
+    /// Another process is writing into the run folder.
+    #[error("{path} is in use by another vct process (its .lock is held); wait for it or choose another --out")]
+    RunLocked {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// Pretrained weights could not be found or fetched.
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightsError),
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),

@@ -1,14 +1,18 @@
-//! Training for vct templates: the [`Recipe`] that turns a template's
-//! hyperparameters into a model, optimizer, schedule, loss and pipelines, the
-//! template-agnostic [`Trainer`] loop, checkpoints, and the run's outputs.
+//! Training for vct templates: the [`recipe::Recipe`] that turns a template's
+//! hyperparameters into a model, optimizer, schedule, loss and pipelines; the
+//! template-agnostic [`trainer::Trainer`], built from parts with pluggable
+//! [`hooks`]; checkpoints as a contract ([`checkpoint`]); the one persisted run
+//! configuration ([`config::RunConfig`]); and the run's outputs.
 
 pub mod checkpoint;
+pub mod config;
 pub mod data;
+pub mod embed_cache;
 mod error;
+mod fault;
+pub mod hooks;
 pub mod loss;
 pub mod outputs;
-pub mod plot;
-pub mod progress;
 pub mod recipe;
 pub mod run;
 pub mod session;

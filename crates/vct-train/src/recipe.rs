@@ -43,12 +43,38 @@ use serde::{Deserialize, Serialize};
 use vct_arch::{Arch, Classifier, ModelConfig};
 use vct_hparams::{FlipDirection, HyperParams, PretrainedWeights};
 use vct_optim::{split_decay, LambConfig, Optimizer, OptimizerConfig, SgdConfig};
-use vct_sched::{Schedule, BACKBONE_GROUP, HEAD_GROUP};
+use vct_sched::{Constant, Curve, Schedule, StepDecay, WarmupCosine, WarmupStyle};
 
 use vct_augment::{eval_resize_size, Filter};
 
+use crate::config::{Extras, InitConfig};
 use crate::loss::{Loss, Output, Reduction};
 use crate::TrainError;
+
+/// Name of the pretrained feature extractor's parameter group.
+pub const BACKBONE_GROUP: &str = "backbone";
+
+/// Name of the classifier head's parameter group.
+pub const HEAD_GROUP: &str = "head";
+
+/// Factor of each decrease of the Clarifai step schedule. Clarifai documents
+/// `init_epochs` and `step_epochs` but not the factor; 0.1 is the conventional
+/// choice (Caffe `lr_policy: "step"`, torchvision and mmengine recipes) and the
+/// one `parity/sched.json` uses.
+pub const CLARIFAI_STEP_GAMMA: f64 = 0.1;
+
+/// Dropout before the linear head of `Clarifai_InceptionV2` in training: TF-slim's
+/// `inception_v2(dropout_keep_prob=0.8)`.
+pub const INCEPTION_V2_HEAD_DROPOUT: f64 = 0.2;
+
+/// The extras of the full RSB-A1 recipe (the paper's table 1): Mixup 0.2, CutMix 1.0,
+/// RandAugment n 2, m 7, std 0.5 — what `--rsb-extras` turns on, for any template.
+pub fn rsb_a1_extras() -> Extras {
+    Extras {
+        mixup: Some(vct_augment::Mixup::rsb_a1()),
+        randaugment: Some((2, 7.0, 0.5)),
+    }
+}
 
 /// Stochastic depth of the RSB-A1 recipe.
 pub const RSB_DROP_PATH: f64 = 0.05;
@@ -160,14 +186,16 @@ pub struct Recipe {
 
 impl Recipe {
     /// The recipe of `hparams` for `num_concepts` concepts; `seed` seeds the
-    /// initial weights. `random_init` overrides a template's pretrained start
-    /// (for data where no pretrained weights are available).
+    /// initial weights. `init.random_init` overrides a template's pretrained start
+    /// (for data where no pretrained weights are available); `init.freeze_backbone`
+    /// trains the head alone (linear probing) whatever the template.
     pub fn new(
         hparams: &HyperParams,
         num_concepts: usize,
         seed: u64,
-        random_init: bool,
+        init: &InitConfig,
     ) -> Result<Recipe, TrainError> {
+        let random_init = init.random_init;
         let size = hparams.image_size();
         let output = if hparams.multi_label() {
             Output::Sigmoid
@@ -194,19 +222,20 @@ impl Recipe {
                 template_init
             }
         };
+        let freeze = init.freeze_backbone;
         let mut model;
-        let (init, optimizer, backbone_lr_mult, preprocess, flip_avg, loss);
+        let (template_init, optimizer, backbone_lr_mult, preprocess, flip_avg, loss);
         match hparams {
             HyperParams::RsbA1(p) => {
                 model = ModelConfig::new(Arch::ResNet50, num_concepts);
                 model.drop_path_rate = RSB_DROP_PATH;
-                init = final_init(match p.pretrained_weights {
+                template_init = final_init(match p.pretrained_weights {
                     PretrainedWeights::ImageNet1k => Init::Pretrained(ArchName(Arch::ResNet50)),
                     PretrainedWeights::None => Init::Random,
                 });
                 // A random start zero-inits each block's last BN, as mmpretrain's
                 // ResNet (zero_init_residual=True) and timm's RSB runs do.
-                model.zero_init_last_bn = init == Init::Random;
+                model.zero_init_last_bn = template_init == Init::Random;
                 optimizer = OptimizerConfig::Lamb(LambConfig {
                     weight_decay: p.weight_decay,
                     ..LambConfig::default()
@@ -239,7 +268,10 @@ impl Recipe {
                     _ => (Arch::ResNeXt50_32x4d, InputNorm::ImageNet, true),
                 };
                 model = ModelConfig::new(arch, num_concepts);
-                init = final_init(if pretrained {
+                if arch == Arch::InceptionV2 {
+                    model.head_dropout = INCEPTION_V2_HEAD_DROPOUT;
+                }
+                template_init = final_init(if pretrained {
                     Init::Pretrained(ArchName(arch))
                 } else {
                     Init::Random
@@ -253,7 +285,7 @@ impl Recipe {
             }
             HyperParams::TransferEmbedNorm(p) => {
                 model = ModelConfig::new(Arch::BnInception, num_concepts).with_norm_embed_head();
-                init = final_init(Init::Pretrained(ArchName(Arch::BnInception)));
+                template_init = final_init(Init::Pretrained(ArchName(Arch::BnInception)));
                 optimizer = sgd;
                 backbone_lr_mult = p.base_gradient_multiplier;
                 preprocess = clarifai_preprocess(
@@ -269,9 +301,9 @@ impl Recipe {
         Ok(Recipe {
             hparams: hparams.clone(),
             model,
-            init,
+            init: template_init,
             optimizer,
-            backbone_lr_mult,
+            backbone_lr_mult: if freeze { 0.0 } else { backbone_lr_mult },
             loss,
             preprocess,
             flip_average_eval: flip_avg,
@@ -285,8 +317,59 @@ impl Recipe {
 
     /// The learning-rate schedule for `steps_per_epoch` steps per epoch.
     pub fn schedule(&self, steps_per_epoch: usize) -> Result<Schedule, TrainError> {
-        vct_sched::for_hparams(&self.hparams, steps_per_epoch)
+        schedule_for(&self.hparams, steps_per_epoch, WarmupStyle::Mmengine)
             .map_err(|e| TrainError::Component(format!("schedule: {e}")))
+    }
+
+    /// Refuses a batch size and image size whose training would exhaust this machine's
+    /// memory, with the estimate and what is available (before any work starts).
+    pub fn check_memory(&self) -> Result<(), TrainError> {
+        let Some(available) = available_memory() else {
+            return Ok(());
+        };
+        let need = self.training_memory_estimate();
+        if need > available {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            return Err(TrainError::TooLarge {
+                what: format!(
+                    "batch_size {} at image_size {}",
+                    self.hparams.batch_size(),
+                    self.hparams.image_size()
+                ),
+                value: format!("about {:.1} GiB of memory to train", gib(need)),
+                limit: format!(
+                    "this machine has {:.1} GiB available; lower batch_size or image_size",
+                    gib(available)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Peak memory of training, estimated from measured peaks of this implementation
+    /// (`cargo xtask bench train`): weights, gradients and optimizer state, plus the
+    /// activations of one batch, which grow with the image area.
+    pub fn training_memory_estimate(&self) -> u64 {
+        // Activation bytes per image at 224×224 in training, measured (with margin).
+        let per_image_224: f64 = match self.model.arch {
+            Arch::ResNeXt50_32x4d | Arch::ResNeXt101_32x8d => 220e6,
+            Arch::ResNet101 | Arch::ResNet152 => 300e6,
+            Arch::BnInception | Arch::InceptionV2 => 90e6,
+            _ => 180e6,
+        };
+        let params: f64 = match self.model.arch {
+            Arch::ResNet50 => 25.6e6,
+            Arch::ResNeXt50_32x4d => 25.0e6,
+            Arch::BnInception => 11.3e6,
+            Arch::InceptionV2 => 11.2e6,
+            Arch::ResNet101 | Arch::ResNeXt101_32x8d => 88.8e6,
+            Arch::ResNet152 => 60.2e6,
+            _ => 22e6,
+        };
+        let side = self.preprocess.size as f64 / 224.0;
+        let activations = self.hparams.batch_size() as f64 * side * side * per_image_224;
+        // f32 weights, gradients and up to two optimizer slots.
+        (params * 4.0 * 4.0 + activations) as u64
     }
 
     /// Builds the (randomly initialised, seeded) model on `device`.
@@ -312,6 +395,107 @@ impl Recipe {
     }
 }
 
+/// Memory the system can give a new allocation (`MemAvailable` on Linux).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The schedule a template trains with.
+///
+/// - RSB-A1: linear warmup over `warmup_iters` steps from `warmup_ratio`, then
+///   cosine from `batch_size × per_item_lrate` to `batch_size × per_item_min_lrate`
+///   over the rest of `num_epochs × steps_per_epoch` steps.
+/// - InceptionBatchNorm, InceptionV2, ResNext: `batch_size × per_item_lrate` for
+///   `init_epochs`, then × [`CLARIFAI_STEP_GAMMA`] every `step_epochs`.
+/// - InceptionTransferEmbedNorm: constant `lrate`; group `backbone` ×
+///   `base_gradient_multiplier`, group `head` × 1.
+///
+/// Errors name the hyperparameter key.
+pub fn schedule_for(
+    hp: &HyperParams,
+    steps_per_epoch: usize,
+    style: WarmupStyle,
+) -> Result<Schedule, vct_sched::SchedError> {
+    use vct_sched::SchedError;
+    if steps_per_epoch == 0 {
+        return Err(SchedError::invalid("steps_per_epoch", 0, "at least 1 step"));
+    }
+    let total_steps = hp
+        .num_epochs()
+        .checked_mul(steps_per_epoch)
+        .ok_or_else(|| {
+            SchedError::invalid(
+                "num_epochs × steps_per_epoch",
+                format!("{} × {steps_per_epoch}", hp.num_epochs()),
+                "a step count that fits in usize",
+            )
+        })?;
+    let total_key = |key: &str| match key {
+        "total_steps" => "num_epochs × steps_per_epoch".to_string(),
+        other => other.to_string(),
+    };
+    match hp {
+        HyperParams::RsbA1(p) => {
+            let warmup_iters = usize::try_from(p.warmup_iters).unwrap_or(usize::MAX);
+            let curve = WarmupCosine::new(
+                p.lrate(),
+                p.min_lrate(),
+                warmup_iters,
+                p.warmup_ratio,
+                total_steps,
+                style,
+            )
+            .map_err(|e| {
+                e.renamed(|key| match key {
+                    "lr" => "per_item_lrate".into(),
+                    "min_lr" => "per_item_min_lrate".into(),
+                    other => total_key(other),
+                })
+            })?;
+            Schedule::new(Curve::WarmupCosine(curve), total_steps, steps_per_epoch)
+        }
+        HyperParams::InceptionBatchNorm(p)
+        | HyperParams::InceptionV2(p)
+        | HyperParams::ResNext(p) => {
+            let epochs = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+            let curve = StepDecay::new(
+                p.lrate(),
+                CLARIFAI_STEP_GAMMA,
+                epochs(p.init_epochs),
+                epochs(p.step_epochs),
+                steps_per_epoch,
+            )
+            .map_err(|e| {
+                e.renamed(|key| match key {
+                    "lr" => "per_item_lrate".into(),
+                    other => other.to_string(),
+                })
+            })?;
+            Schedule::new(Curve::Step(curve), total_steps, steps_per_epoch)
+        }
+        HyperParams::TransferEmbedNorm(p) => {
+            let curve = Constant::new(p.lrate).map_err(|e| {
+                e.renamed(|key| match key {
+                    "lr" => "lrate".into(),
+                    other => other.to_string(),
+                })
+            })?;
+            Schedule::new(Curve::Constant(curve), total_steps, steps_per_epoch)?
+                .with_group(BACKBONE_GROUP, p.base_gradient_multiplier)
+                .map_err(|e| e.renamed(|_| "base_gradient_multiplier".into()))?
+                .with_group(HEAD_GROUP, 1.0)
+        }
+    }
+}
+
 fn clarifai_preprocess(size: usize, eval_resize: usize, norm: InputNorm) -> Preprocess {
     Preprocess {
         size,
@@ -329,14 +513,21 @@ mod tests {
     use super::*;
     use vct_hparams::Template;
 
+    fn init(random_init: bool) -> InitConfig {
+        InitConfig {
+            random_init,
+            ..InitConfig::default()
+        }
+    }
+
     #[test]
     fn random_init_zero_inits_the_rsb_blocks_last_bn() {
         // The template's default start is ImageNet-1k; --random-init overrides it.
         let hp = HyperParams::defaults(Template::RsbA1);
-        let pretrained = Recipe::new(&hp, 3, 0, false).unwrap();
+        let pretrained = Recipe::new(&hp, 3, 0, &init(false)).unwrap();
         assert_eq!(pretrained.init, Init::Pretrained(ArchName(Arch::ResNet50)));
         assert!(!pretrained.model.zero_init_last_bn);
-        let random = Recipe::new(&hp, 3, 0, true).unwrap();
+        let random = Recipe::new(&hp, 3, 0, &init(true)).unwrap();
         assert_eq!(random.init, Init::Random);
         assert!(random.model.zero_init_last_bn);
         // In the built network: every bottleneck's bn3 scale is 0, bn1's is not.
@@ -355,7 +546,7 @@ mod tests {
         // Set by the template too (pretrained_weights = None), not only by the flag.
         let none = hp.with_override("pretrained_weights=None").unwrap();
         assert!(
-            Recipe::new(&none, 3, 0, false)
+            Recipe::new(&none, 3, 0, &init(false))
                 .unwrap()
                 .model
                 .zero_init_last_bn
@@ -364,7 +555,7 @@ mod tests {
 
     #[test]
     fn rsb_a1_loss_and_preprocessing_follow_mmpretrain() {
-        let rsb = Recipe::new(&HyperParams::defaults(Template::RsbA1), 5, 0, false).unwrap();
+        let rsb = Recipe::new(&HyperParams::defaults(Template::RsbA1), 5, 0, &init(false)).unwrap();
         assert_eq!(
             rsb.loss,
             Loss {
@@ -383,7 +574,7 @@ mod tests {
         let exclusive = HyperParams::defaults(Template::RsbA1)
             .with_override("concepts_mutually_exclusive=true")
             .unwrap();
-        let rsb_softmax = Recipe::new(&exclusive, 5, 0, false).unwrap();
+        let rsb_softmax = Recipe::new(&exclusive, 5, 0, &init(false)).unwrap();
         assert_eq!(rsb_softmax.loss.output, Output::Softmax);
         assert_eq!(rsb_softmax.loss.label_smoothing, 0.1);
         for template in [
@@ -392,7 +583,7 @@ mod tests {
             Template::ResNext,
             Template::TransferEmbedNorm,
         ] {
-            let r = Recipe::new(&HyperParams::defaults(template), 5, 0, false).unwrap();
+            let r = Recipe::new(&HyperParams::defaults(template), 5, 0, &init(false)).unwrap();
             assert_eq!(r.loss, Loss::plain(Output::Sigmoid), "{template}");
             assert_eq!(r.preprocess.filter, Filter::Bilinear, "{template}");
             assert_eq!(r.preprocess.eval_resize, 256, "{template}");

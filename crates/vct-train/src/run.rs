@@ -1,89 +1,97 @@
-//! A whole run: out-folder checks, model and weights, resume, the loop, and the
-//! outputs (`model.safetensors`, `run.json`, `metrics.json`, `confusion.csv`,
-//! `curves.svg`, `events.jsonl`, `checkpoints/`) and a one-screen summary.
+//! A whole run: the model and its initial weights, the output folder (new, resumed or
+//! overwritten, see [`crate::outputs`]), the trainer with its hooks, and the outputs
+//! (`model.safetensors`, `run.json`, `metrics.json`, `confusion.csv`, `events.jsonl`,
+//! `checkpoints/`) and a one-screen summary.
+//!
+//! Every check runs before the output folder is touched: hyperparameters, data, epoch
+//! size, the memory estimate, the initial weights. A new run then writes `run.json` and
+//! an epoch-0 checkpoint (the initial state), so it can be resumed from its first step.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
-use vct_arch::{Classifier, LoadOptions, WeightsLookup};
+use vct_arch::{Classifier, LoadOptions};
 use vct_hparams::HyperParams;
 use vct_metrics::EvalMetrics;
 
-use crate::checkpoint;
+use crate::checkpoint::{self, CheckpointState, Checkpoints};
+use crate::config::{Extras, RunConfig};
+use crate::data::FolderSource;
+use crate::embed_cache::EmbeddingCache;
+use crate::hooks::{save_checkpoint, Checkpointer, EarlyStopping, EventLogHook, LineProgress};
 use crate::loss::{Loss, Output, Reduction};
-use crate::outputs::{prepare_out_dir, write_atomic, write_json, EventLog, ExistingRun};
-use crate::plot::curves_svg;
-use crate::progress::ProgressMode;
+use crate::outputs::{write_atomic, write_json, EventLog, ExistingRun, RunLock, Staging};
 use crate::recipe::{Init, Preprocess, Recipe};
-use crate::trainer::{fit, BatchSource, StopReason, TrainState, TrainerOptions};
+use crate::trainer::{BatchSource, Hook, StopReason, TrainState, Trainer};
+use crate::weights::WeightsResolver;
 use crate::TrainError;
 
 /// The vct version written into run records.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Settings of a run that are not hyperparameters.
-#[derive(Debug, Clone)]
+/// How much a run prints on its own (the CLI adds a progress bar as a hook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Log lines on stderr: one per epoch and one every ten seconds.
+    Lines,
+    /// Nothing (library use, tests, or when another hook shows progress).
+    Quiet,
+}
+
+/// Settings of a run that are not part of its configuration (they change nothing it
+/// computes): where it writes, how it talks, when it stops.
 pub struct RunOptions {
     /// Output folder.
     pub out: PathBuf,
-    /// Run seed (weights, data order, augmentation).
-    pub seed: u64,
     /// Refuse, resume or overwrite an existing run in `out`.
     pub existing: ExistingRun,
-    /// Pretrained weights file (overrides the lookup).
-    pub weights: Option<PathBuf>,
-    /// Start from random weights even where the template expects pretrained ones.
-    pub random_init: bool,
-    /// Early-stopping patience in epochs.
-    pub early_stopping: Option<usize>,
-    /// Progress display.
-    pub progress: ProgressMode,
-    /// Compute device.
+    /// The device `config.device` names, opened by the caller.
     pub device: Device,
+    /// What the run prints.
+    pub progress: Progress,
+    /// Print more: the oneDNN fallback counts, where weights came from.
+    pub verbose: bool,
+    /// Never open a network connection (weights must be local or cached).
+    pub offline: bool,
     /// Set to stop at the next step (Ctrl-C).
     pub stop: Arc<AtomicBool>,
-    /// Recipe extras: Mixup / CutMix and RandAugment.
-    pub extras: Extras,
+    /// More hooks (a progress bar, TensorBoard, plots), run after the run's own.
+    pub hooks: Vec<Box<dyn Hook>>,
 }
 
-/// Optional augmentations of the full RSB-A1 recipe, usable with any template.
-/// Off by default: on small fine-tuning sets and short schedules they slow
-/// convergence more than they regularise.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Extras {
-    /// Mixup / CutMix on training batches (targets mixed accordingly).
-    pub mixup: Option<vct_augment::Mixup>,
-    /// RandAugment `(n, m, std)` after the crop and flip.
-    pub randaugment: Option<(usize, f64, f64)>,
-}
-
-impl Extras {
-    /// The RSB-A1 paper's setting: Mixup 0.2, CutMix 1.0, RandAugment n 2, m 7, std 0.5.
-    pub fn rsb_a1() -> Extras {
-        Extras {
-            mixup: Some(vct_augment::Mixup::rsb_a1()),
-            randaugment: Some((2, 7.0, 0.5)),
-        }
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("out", &self.out)
+            .field("existing", &self.existing)
+            .field("progress", &self.progress)
+            .field("hooks", &self.hooks.len())
+            .finish()
     }
 }
 
 impl RunOptions {
-    /// Defaults: seed 0, refuse existing runs, CPU, progress on.
+    /// Defaults: refuse existing runs, CPU, log lines.
     pub fn new(out: impl Into<PathBuf>) -> RunOptions {
         RunOptions {
             out: out.into(),
-            seed: 0,
             existing: ExistingRun::Refuse,
-            weights: None,
-            random_init: false,
-            early_stopping: None,
-            progress: ProgressMode::Auto,
             device: Device::Cpu,
+            progress: Progress::Lines,
+            verbose: false,
+            offline: false,
             stop: Arc::new(AtomicBool::new(false)),
-            extras: Extras::default(),
+            hooks: Vec::new(),
+        }
+    }
+
+    fn say(&self, text: impl AsRef<str>) {
+        if self.progress != Progress::Quiet {
+            eprintln!("{}", text.as_ref());
         }
     }
 }
@@ -93,29 +101,18 @@ impl RunOptions {
 pub struct RunRecord {
     /// vct version.
     pub vct_version: String,
-    /// Template and hyperparameters.
-    pub hparams: HyperParams,
+    /// The whole run configuration.
+    pub config: RunConfig,
     /// Concept names in output order.
     pub concepts: Vec<String>,
-    /// Run seed.
-    pub seed: u64,
     /// Architecture name.
     pub arch: String,
-    /// Output layer.
-    pub output: Output,
-    /// Label smoothing of the training loss (absent, i.e. 0, in older runs).
-    #[serde(default)]
-    pub label_smoothing: f64,
-    /// Reduction of the sigmoid loss (absent in older runs: the mean over elements).
-    #[serde(default)]
-    pub reduction: Reduction,
+    /// The training loss (output layer, label smoothing, reduction).
+    pub loss: Loss,
     /// Preprocessing, needed again by eval and predict.
     pub preprocess: Preprocess,
     /// Whether evaluation averages flipped embeddings.
     pub flip_average_eval: bool,
-    /// Mixup / CutMix / RandAugment used in training.
-    #[serde(default)]
-    pub extras: Extras,
     /// Where the initial weights came from.
     pub init: String,
     /// Training images and validation images.
@@ -126,14 +123,82 @@ pub struct RunRecord {
     pub best: Option<(f64, usize)>,
 }
 
+/// The `run.json` of vct 0.1's first layout, read so its models still evaluate.
+#[derive(Deserialize)]
+struct LegacyRecord {
+    vct_version: String,
+    hparams: HyperParams,
+    concepts: Vec<String>,
+    seed: u64,
+    arch: String,
+    output: Output,
+    #[serde(default)]
+    label_smoothing: f64,
+    #[serde(default)]
+    reduction: Reduction,
+    preprocess: Preprocess,
+    flip_average_eval: bool,
+    #[serde(default)]
+    extras: Extras,
+    init: String,
+    data: DataSummary,
+    stop_reason: Option<StopReason>,
+    best: Option<(f64, usize)>,
+}
+
 impl RunRecord {
+    /// Reads `run.json` (either layout).
+    pub fn read(path: &Path) -> Result<RunRecord, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |e: serde_json::Error| TrainError::BadCheckpoint {
+            path: path.to_path_buf(),
+            reason: format!("not a vct run record: {e}"),
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+        if value.get("config").is_some() {
+            return serde_json::from_value(value).map_err(bad);
+        }
+        let old: LegacyRecord = serde_json::from_value(value).map_err(bad)?;
+        Ok(RunRecord {
+            config: RunConfig {
+                hparams: old.hparams,
+                seed: old.seed,
+                data: crate::config::DataConfig {
+                    train: old.data.train.clone().into(),
+                    val: match &old.data.val {
+                        Some(v) => crate::config::ValSource::Path(v.into()),
+                        None => crate::config::ValSource::Auto,
+                    },
+                },
+                extras: old.extras,
+                init: Default::default(),
+                device: "cpu".into(),
+                early_stopping: None,
+                vct_version: old.vct_version.clone(),
+            },
+            vct_version: old.vct_version,
+            concepts: old.concepts,
+            arch: old.arch,
+            loss: Loss {
+                output: old.output,
+                label_smoothing: old.label_smoothing,
+                reduction: old.reduction,
+            },
+            preprocess: old.preprocess,
+            flip_average_eval: old.flip_average_eval,
+            init: old.init,
+            data: old.data,
+            stop_reason: old.stop_reason,
+            best: old.best,
+        })
+    }
+
     /// The run's training loss.
     pub fn loss(&self) -> Loss {
-        Loss {
-            output: self.output,
-            label_smoothing: self.label_smoothing,
-            reduction: self.reduction,
-        }
+        self.loss
     }
 }
 
@@ -170,120 +235,256 @@ pub struct RunSummary {
     pub images_per_second: f64,
     /// Seconds of the whole run.
     pub seconds: f64,
+    /// Where an overwritten run was moved to.
+    pub previous_run: Option<PathBuf>,
+}
+
+/// A run to continue: its lock, its newest checkpoint and that checkpoint's state.
+#[derive(Debug)]
+pub struct Resume {
+    /// The lock on the run folder.
+    pub lock: RunLock,
+    /// The checkpoint folder `LATEST` names.
+    pub dir: PathBuf,
+    /// Its state.
+    pub state: CheckpointState,
+}
+
+impl Resume {
+    /// Locks the run in `out` and reads its newest checkpoint, after removing what
+    /// crashed writers left behind.
+    pub fn open(out: &Path) -> Result<Resume, TrainError> {
+        if !out.join("checkpoints").is_dir() {
+            return Err(TrainError::NothingToResume {
+                path: out.to_path_buf(),
+            });
+        }
+        let lock = RunLock::acquire(out)?;
+        let checkpoints = Checkpoints::new(out);
+        checkpoints.remove_stale()?;
+        let dir = checkpoints
+            .latest_dir()?
+            .ok_or_else(|| TrainError::NothingToResume {
+                path: out.to_path_buf(),
+            })?;
+        let state = checkpoint::load_state(&dir)?;
+        Ok(Resume { lock, dir, state })
+    }
 }
 
 /// Loads the pretrained weights the recipe asks for; returns a description.
 fn initialise(
     model: &Classifier,
     recipe: &Recipe,
+    config: &RunConfig,
     opts: &RunOptions,
 ) -> Result<String, TrainError> {
     match recipe.init {
-        Init::Random => Ok(format!("random (seed {})", opts.seed)),
+        Init::Random => Ok(format!("random (seed {})", config.seed)),
         Init::Pretrained(arch) => {
-            let lookup = WeightsLookup::from_env(opts.weights.clone());
-            let path = lookup.resolve(arch.0).map_err(|e| {
-                TrainError::Component(format!(
-                    "{e}\n(or pass --random-init to train {} from random weights)",
-                    recipe.hparams.template()
-                ))
-            })?;
+            let source = config
+                .init
+                .weights_source
+                .as_deref()
+                .map(vct_hub::WeightsSource::parse_override)
+                .transpose()
+                .map_err(|e| TrainError::Component(format!("--weights-source: {e}")))?;
+            let resolved = WeightsResolver::from_env(config.init.weights.clone())
+                .offline(opts.offline)
+                .with_source(source)
+                .resolve(config.hparams.template(), arch.0)?;
             let report = model
-                .load_weights(&path, LoadOptions::default())
+                .load_weights(&resolved.path, LoadOptions::fine_tune())
                 .map_err(|e| TrainError::Component(e.to_string()))?;
-            if opts.progress != ProgressMode::Quiet {
-                eprint!("{report}");
+            if opts.verbose {
+                opts.say(report.to_string());
             }
-            Ok(format!("pretrained {}", path.display()))
+            Ok(format!(
+                "pretrained {} ({})",
+                resolved.path.display(),
+                resolved.origin
+            ))
         }
     }
 }
 
-/// Trains `hparams` on `data` (whose concepts are `concepts`) into `opts.out`.
+/// What a run trains on.
+#[derive(Clone, Copy)]
+pub enum TrainData<'a> {
+    /// Any source of batches.
+    Batches(&'a dyn BatchSource),
+    /// Folder data whose embeddings a frozen backbone computes once (cached in the run
+    /// folder, see [`crate::embed_cache`]).
+    FrozenCache(&'a FolderSource),
+}
+
+impl std::fmt::Debug for TrainData<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrainData::Batches(_) => "TrainData::Batches",
+            TrainData::FrozenCache(_) => "TrainData::FrozenCache",
+        })
+    }
+}
+
+/// Trains `config` on `data` (whose concepts are `concepts`) into `opts.out`; with
+/// `resume`, continues that run.
 pub fn train_on(
-    hparams: &HyperParams,
-    data: &dyn BatchSource,
+    config: &RunConfig,
+    data: TrainData<'_>,
     concepts: &[String],
     data_summary: DataSummary,
-    opts: &RunOptions,
+    mut opts: RunOptions,
+    resume: Option<Resume>,
 ) -> Result<RunSummary, TrainError> {
     let started = std::time::Instant::now();
-    prepare_out_dir(&opts.out, opts.existing)?;
-    let recipe = Recipe::new(hparams, concepts.len(), opts.seed, opts.random_init)?;
+    let recipe = Recipe::new(&config.hparams, concepts.len(), config.seed, &config.init)?;
+    let steps = match data {
+        TrainData::Batches(d) => d.train_steps(),
+        TrainData::FrozenCache(f) => f.train_steps(),
+    };
+    recipe.check_memory()?;
     let model = recipe.build_model(&opts.device)?;
     let mut optimizer = recipe.build_optimizer(&model)?;
-    let schedule = recipe.schedule(data.train_steps().max(1))?;
-
-    let (state, init) = if opts.existing == ExistingRun::Resume {
-        let dir = checkpoint::checkpoint_dir(&opts.out, "last");
-        let saved = checkpoint::load_state(&dir)?;
-        checkpoint::check_compatible(&dir, &saved, hparams, concepts)?;
-        model
-            .load_weights(&dir.join("model.safetensors"), LoadOptions::default())
-            .map_err(|e| TrainError::BadCheckpoint {
-                path: dir.clone(),
-                reason: e.to_string(),
-            })?;
-        optimizer
-            .load(&dir.join("optimizer.safetensors"))
-            .map_err(|e| TrainError::BadCheckpoint {
-                path: dir.clone(),
-                reason: e.to_string(),
-            })?;
-        if opts.progress != ProgressMode::Quiet {
-            eprintln!(
-                "resuming {} after epoch {}",
-                opts.out.display(),
-                saved.epoch
-            );
-        }
-        let previous: Option<RunRecord> = std::fs::read_to_string(opts.out.join("run.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let init = previous.map(|r| r.init).unwrap_or_else(|| "resumed".into());
-        (TrainState::from(&saved), init)
-    } else {
-        (TrainState::default(), initialise(&model, &recipe, opts)?)
-    };
-
+    let schedule = recipe.schedule(steps.max(1))?;
     let mut record = RunRecord {
         vct_version: VERSION.into(),
-        hparams: hparams.clone(),
+        config: config.clone(),
         concepts: concepts.to_vec(),
-        seed: opts.seed,
         arch: model.arch().name().into(),
-        output: recipe.loss.output,
-        label_smoothing: recipe.loss.label_smoothing,
-        reduction: recipe.loss.reduction,
+        loss: recipe.loss,
         preprocess: recipe.preprocess.clone(),
         flip_average_eval: recipe.flip_average_eval,
-        extras: opts.extras,
-        init,
+        init: String::new(),
         data: data_summary,
         stop_reason: None,
         best: None,
     };
-    write_json(&opts.out.join("run.json"), &record)?;
-    let mut events = EventLog::open(&opts.out.join("events.jsonl"))?;
-    let trainer_opts = TrainerOptions {
-        out: opts.out.clone(),
-        seed: opts.seed,
-        progress: opts.progress,
-        early_stopping: opts.early_stopping,
-        stop: opts.stop.clone(),
-        version: VERSION.into(),
+
+    let (out, _lock, state, previous_run) = match resume {
+        Some(r) => {
+            checkpoint::check_compatible(&r.dir, &r.state, config, concepts)?;
+            let bad = |e: String| TrainError::BadCheckpoint {
+                path: r.dir.clone(),
+                reason: e,
+            };
+            // The checkpoint is this very model: every tensor, head included, must fit.
+            model
+                .load_weights(&r.dir.join("model.safetensors"), LoadOptions::exact())
+                .map_err(|e| bad(e.to_string()))?;
+            optimizer
+                .load(&r.dir.join("optimizer.safetensors"))
+                .map_err(|e| bad(e.to_string()))?;
+            opts.say(format!(
+                "resuming {} after epoch {} (of {})",
+                opts.out.display(),
+                r.state.epoch,
+                config.hparams.num_epochs()
+            ));
+            let previous = RunRecord::read(&opts.out.join("run.json")).ok();
+            record.init = previous.map(|p| p.init).unwrap_or_else(|| "resumed".into());
+            let state = TrainState {
+                epoch: r.state.epoch,
+                global_step: r.state.global_step,
+                best: r.state.best.clone(),
+                epochs_since_best: r.state.epochs_since_best,
+                history: r.state.history.clone(),
+            };
+            (opts.out.clone(), r.lock, state, None)
+        }
+        None => {
+            record.init = initialise(&model, &recipe, config, &opts)?;
+            let staging = Staging::new(&opts.out, opts.existing)?;
+            let prepared = (|| {
+                write_json(&staging.dir.join("run.json"), &record)?;
+                save_checkpoint(
+                    &Checkpoints::new(&staging.dir),
+                    config,
+                    concepts,
+                    &model,
+                    &optimizer,
+                    &TrainState::default(),
+                    false,
+                )
+            })();
+            if let Err(e) = prepared {
+                staging.abandon();
+                return Err(e);
+            }
+            let (out, lock, previous) = staging.commit()?;
+            if let Some(p) = &previous {
+                opts.say(format!("the previous run in {} is now in {}", out.display(), p.display()));
+            }
+            (out, lock, TrainState::default(), previous)
+        }
     };
-    let outcome = fit(
-        &recipe,
+    write_json(&out.join("run.json"), &record)?;
+    let cache;
+    let data: &dyn BatchSource = match data {
+        TrainData::Batches(d) => d,
+        TrainData::FrozenCache(f) => {
+            let t = std::time::Instant::now();
+            cache = EmbeddingCache::build(&model, recipe.flip_average_eval, f, &out)?;
+            opts.say(format!(
+                "frozen backbone: embeddings {} ({:.1}s): {}",
+                if cache.computed { "computed" } else { "read from the cache" },
+                t.elapsed().as_secs_f64(),
+                cache
+                    .files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            &cache
+        }
+    };
+    let checkpoints = Checkpoints::new(&out);
+    // Events of an epoch a crash interrupted are written again by this run.
+    let events = EventLog::open(
+        &out.join("events.jsonl"),
+        Some((state.epoch, state.global_step)),
+    )?;
+    let mut builder = Trainer::builder(
         &model,
         &mut optimizer,
         &schedule,
+        recipe.loss,
         data,
         concepts,
-        &trainer_opts,
-        state,
-        &mut events,
-    )?;
+        config.hparams.num_epochs(),
+    )
+    .frozen_backbone(recipe.backbone_frozen())
+    .flip_average(recipe.flip_average_eval)
+    .stop_flag(opts.stop.clone())
+    .hook(EventLogHook::new(events))
+    .hook(Checkpointer::new(
+        checkpoints.clone(),
+        config.clone(),
+        concepts.to_vec(),
+    ));
+    if let Some(patience) = config.early_stopping {
+        builder = builder.hook(EarlyStopping::new(patience));
+    }
+    if opts.progress == Progress::Lines {
+        builder = builder.hook(LineProgress::new(Duration::from_secs(10)));
+    }
+    for h in std::mem::take(&mut opts.hooks) {
+        builder = builder.boxed_hook(h);
+    }
+    let mut trainer = builder.build();
+    let outcome = trainer.fit(state).map_err(|e| match e {
+        TrainError::NonFiniteLoss {
+            value, epoch, step, ..
+        } => TrainError::NonFiniteLoss {
+            value,
+            epoch,
+            step,
+            checkpoint: checkpoints.root().join(checkpoint::LATEST),
+        },
+        other => other,
+    })?;
+    drop(trainer);
 
     let skipped = data.skipped();
     record.data.skipped += skipped.len();
@@ -293,44 +494,42 @@ pub fn train_on(
             .map(|(p, why)| format!("{}: {why}", p.display())),
     );
     record.stop_reason = Some(outcome.reason);
-    record.best = outcome.state.best;
-    write_json(&opts.out.join("run.json"), &record)?;
+    record.best = outcome.state.best.as_ref().map(|b| (b.score, b.epoch));
+    write_json(&out.join("run.json"), &record)?;
     // The delivered model is the best epoch's (the last one's without a better).
-    let best_dir = checkpoint::checkpoint_dir(&opts.out, "best");
-    let last_dir = checkpoint::checkpoint_dir(&opts.out, "last");
-    let source = if best_dir.join("model.safetensors").exists() {
-        best_dir
-    } else {
-        last_dir
+    let source = match checkpoints.best_dir()? {
+        Some(d) => Some(d),
+        None => checkpoints.latest_dir()?,
     };
-    let model_file = source.join("model.safetensors");
-    if model_file.exists() {
-        let bytes = std::fs::read(&model_file).map_err(|e| TrainError::Io {
-            path: model_file.clone(),
+    if let Some(dir) = source {
+        let file = dir.join("model.safetensors");
+        let bytes = std::fs::read(&file).map_err(|e| TrainError::Io {
+            path: file.clone(),
             source: e,
         })?;
-        write_atomic(&opts.out.join("model.safetensors"), &bytes)?;
+        write_atomic(&out.join("model.safetensors"), &bytes)?;
     }
     let best_metrics = outcome
-        .best_metrics
-        .clone()
+        .state
+        .best
+        .as_ref()
+        .and_then(|b| b.metrics.clone())
         .or(outcome.last_metrics.clone());
     if let Some(m) = &best_metrics {
-        write_metrics(&opts.out, m)?;
+        write_metrics(&out, m)?;
     }
-    let svg = curves_svg(
-        &format!("{} — {}", hparams.template(), opts.out.display()),
-        &outcome.state.history,
-    )
-    .map_err(|e| TrainError::Component(format!("plot: {e}")))?;
-    write_atomic(&opts.out.join("curves.svg"), svg.as_bytes())?;
+    if opts.verbose {
+        let f = vct_kernels::fallback_counts();
+        opts.say(f.to_string());
+    }
     Ok(RunSummary {
-        out: opts.out.clone(),
+        out,
         record,
         best_metrics,
         epochs: outcome.state.epoch,
         images_per_second: outcome.images_per_second,
         seconds: started.elapsed().as_secs_f64(),
+        previous_run,
     })
 }
 
@@ -351,16 +550,12 @@ pub fn confusion_csv(m: &EvalMetrics) -> String {
     let mut s = String::new();
     if m.multi_label {
         s.push_str("concept,tn,fp,fn,tp\n");
-        for (name, row) in names.iter().zip(&m.confusion) {
-            let cells: Vec<String> = row.iter().map(u64::to_string).collect();
-            s.push_str(&format!("{name},{}\n", cells.join(",")));
-        }
     } else {
         s.push_str(&format!("true\\predicted,{}\n", names.join(",")));
-        for (name, row) in names.iter().zip(&m.confusion) {
-            let cells: Vec<String> = row.iter().map(u64::to_string).collect();
-            s.push_str(&format!("{name},{}\n", cells.join(",")));
-        }
+    }
+    for (name, row) in names.iter().zip(&m.confusion) {
+        let cells: Vec<String> = row.iter().map(u64::to_string).collect();
+        s.push_str(&format!("{name},{}\n", cells.join(",")));
     }
     s
 }
@@ -379,7 +574,7 @@ pub fn summary_text(s: &RunSummary) -> String {
     let r = &s.record;
     t.push_str(&format!(
         "\n{} ({}) — {} epochs in {:.0}s, {:.1} img/s, stopped: {:?}\n",
-        r.hparams.template(),
+        r.config.hparams.template(),
         r.arch,
         s.epochs,
         s.seconds,
@@ -399,9 +594,12 @@ pub fn summary_text(s: &RunSummary) -> String {
         ));
     }
     t.push_str(&format!(
-        "outputs: {0}/model.safetensors, run.json, metrics.json, confusion.csv, curves.svg, events.jsonl, checkpoints/\n",
+        "outputs: {0}/model.safetensors, run.json, metrics.json, confusion.csv, events.jsonl, checkpoints/\n",
         s.out.display()
     ));
+    if let Some(p) = &s.previous_run {
+        t.push_str(&format!("the run this one replaced: {}\n", p.display()));
+    }
     t
 }
 

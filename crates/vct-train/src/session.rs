@@ -8,26 +8,43 @@ use serde::Serialize;
 use vct_arch::{Classifier, LoadOptions};
 use vct_augment::DecodeOptions;
 use vct_data::Dataset;
-use vct_hparams::HyperParams;
 use vct_metrics::EvalMetrics;
 
-use crate::data::{check_labels, eval_pipeline, normalize, open_datasets, FolderSource, ValSource};
+use crate::config::{check_epoch_size, RunConfig, ValSource};
+use crate::data::{check_labels, eval_pipeline, normalize, open_datasets, FolderSource};
+use crate::outputs::ExistingRun;
 use crate::recipe::Recipe;
-use crate::run::{train_on, RunOptions, RunRecord, RunSummary};
-use crate::trainer::{eval_embeddings, eval_head, evaluate, BatchSource};
+use crate::run::{train_on, Progress, Resume, RunOptions, RunRecord, RunSummary, TrainData};
+use crate::trainer::{eval_embeddings, eval_head, validate, BatchSource};
 use crate::TrainError;
 
-/// Trains `hparams` on the images at `data` (a folder `root/<concept>/<image>`,
-/// a folder with `train/` and `val/`, or a CSV / JSONL manifest).
-pub fn train(
-    hparams: &HyperParams,
-    data: &Path,
-    val: &ValSource,
-    opts: &RunOptions,
-) -> Result<RunSummary, TrainError> {
-    let (train_set, val_set) = open_datasets(data, val, opts.seed)?;
-    check_labels(hparams, &train_set, val_set.as_ref())?;
-    if opts.progress != crate::progress::ProgressMode::Quiet {
+/// Absolute, so `--resume` finds the images from any directory.
+fn absolute(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Trains the run `requested` describes into `opts.out`.
+///
+/// With `opts.existing == Resume`, the run in `opts.out` continues with its own
+/// configuration: `requested` must equal it except where a resume may change it
+/// ([`RunConfig::resume_with`]; build `requested` from the checkpoint's configuration
+/// with only the settings a user gave changed — [`resume_config`] reads it).
+pub fn train(requested: &RunConfig, opts: RunOptions) -> Result<RunSummary, TrainError> {
+    let (config, resume) = if opts.existing == ExistingRun::Resume {
+        let r = Resume::open(&opts.out)?;
+        let config = r.state.config.resume_with(requested, r.state.epoch)?;
+        (config, Some(r))
+    } else {
+        let mut config = requested.clone();
+        config.data.train = absolute(&config.data.train);
+        if let ValSource::Path(p) = &config.data.val {
+            config.data.val = ValSource::Path(absolute(p));
+        }
+        (config, None)
+    };
+    let (train_set, val_set) = open_datasets(&config.data.train, &config.data.val, config.seed)?;
+    check_labels(&config.hparams, &train_set, val_set.as_ref())?;
+    if opts.progress != Progress::Quiet {
         eprintln!(
             "data: {} training images, {} validation images, {} concepts{}",
             train_set.items.len(),
@@ -44,29 +61,44 @@ pub fn train(
         }
     }
     let concepts = train_set.concepts.names().to_vec();
-    let recipe = Recipe::new(hparams, concepts.len(), opts.seed, opts.random_init)?;
-    let items = hparams.items_per_epoch(train_set.items.len());
-    let val_path = match val {
+    let (items, _steps) = check_epoch_size(&config.hparams, train_set.items.len())?;
+    let recipe = Recipe::new(&config.hparams, concepts.len(), config.seed, &config.init)?;
+    let val_path = match &config.data.val {
         ValSource::Path(p) => Some(p.clone()),
-        _ => vct_data::find_splits(data).and_then(|(_, v)| v),
+        _ => vct_data::find_splits(&config.data.train).and_then(|(_, v)| v),
     };
+    let frozen = recipe.backbone_frozen();
     let source = FolderSource::new(
         train_set,
         val_set,
         &recipe.preprocess,
-        hparams.batch_size(),
+        config.hparams.batch_size(),
         items,
-        opts.seed,
+        config.seed,
         opts.device.clone(),
-        opts.extras,
-    );
-    // Absolute paths, so `--resume` finds the images from any directory.
-    let absolute = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    let summary = source.summary(
-        &absolute(data),
-        val_path.as_deref().map(absolute).as_deref(),
-    );
-    train_on(hparams, &source, &concepts, summary, opts)
+        config.extras,
+        frozen,
+    )?;
+    let summary = source.summary(&config.data.train, val_path.as_deref());
+    // A frozen backbone never changes: each image's embedding is computed once.
+    let data = if frozen {
+        TrainData::FrozenCache(&source)
+    } else {
+        TrainData::Batches(&source)
+    };
+    train_on(&config, data, &concepts, summary, opts, resume)
+}
+
+/// The configuration of the run in `out` (from its newest checkpoint), for building
+/// the `requested` configuration of a resume.
+pub fn resume_config(out: &Path) -> Result<RunConfig, TrainError> {
+    let checkpoints = crate::checkpoint::Checkpoints::new(out);
+    let dir = checkpoints
+        .latest_dir()?
+        .ok_or_else(|| TrainError::NothingToResume {
+            path: out.to_path_buf(),
+        })?;
+    Ok(crate::checkpoint::load_state(&dir)?.config)
 }
 
 /// A trained model loaded from a run folder, ready to evaluate and predict.
@@ -83,17 +115,15 @@ pub struct TrainedModel {
 impl TrainedModel {
     /// Loads `dir/run.json` and `dir/model.safetensors`.
     pub fn load(dir: &Path, device: &Device) -> Result<TrainedModel, TrainError> {
-        let run_json = dir.join("run.json");
-        let text = std::fs::read_to_string(&run_json).map_err(|source| TrainError::Io {
-            path: run_json.clone(),
-            source,
-        })?;
-        let record: RunRecord =
-            serde_json::from_str(&text).map_err(|e| TrainError::BadCheckpoint {
-                path: run_json.clone(),
-                reason: format!("not a vct run record: {e}"),
-            })?;
-        let recipe = Recipe::new(&record.hparams, record.concepts.len(), record.seed, true)?;
+        let record = RunRecord::read(&dir.join("run.json"))?;
+        let mut init = record.config.init.clone();
+        init.random_init = true;
+        let recipe = Recipe::new(
+            &record.config.hparams,
+            record.concepts.len(),
+            record.config.seed,
+            &init,
+        )?;
         let model = recipe.build_model(device)?;
         let weights = dir.join("model.safetensors");
         // A trained model must be restored whole: a missing or reshaped head
@@ -123,14 +153,15 @@ impl TrainedModel {
             &self.record.preprocess,
             batch_size,
             0,
-            self.record.seed,
+            self.record.config.seed,
             self.model.device().clone(),
             Default::default(),
-        );
+            true,
+        )?;
         let batches = source
             .validation()
             .ok_or_else(|| TrainError::Component("no evaluation data".into()))??;
-        evaluate(
+        validate(
             &self.model,
             self.record.loss().without_smoothing(),
             self.record.flip_average_eval,
@@ -139,51 +170,62 @@ impl TrainedModel {
         )
     }
 
-    /// Scores images: every concept's probability, best first, and optionally the
+    /// Scores one image: every concept's probability, best first, and optionally the
     /// embedding (flip-averaged when the model was trained so).
+    pub fn predict_one(
+        &self,
+        path: &Path,
+        top_k: usize,
+        embeddings: bool,
+    ) -> Result<Prediction, TrainError> {
+        let pipeline = eval_pipeline(&self.record.preprocess);
+        let norm = normalize(self.record.preprocess.norm);
+        let img = vct_augment::decode_file(path, &DecodeOptions::default())
+            .map_err(|e| TrainError::Component(e.to_string()))?;
+        let mut rng = vct_augment::item_rng(self.record.config.seed, 0, 0);
+        let img = pipeline
+            .apply(img, &mut rng)
+            .map_err(|e| TrainError::Component(format!("{}: {e}", path.display())))?;
+        let x = vct_augment::to_tensor(&[img], norm, self.model.device())
+            .map_err(|e| TrainError::Component(e.to_string()))?;
+        // One forward pass serves both the probabilities and the embedding.
+        let emb = eval_embeddings(&self.model, self.record.flip_average_eval, &x)?;
+        let logits = eval_head(&self.model, &emb)?;
+        let probs: Vec<f32> = self
+            .record
+            .loss
+            .output
+            .probabilities(&logits)?
+            .flatten_all()?
+            .to_vec1()?;
+        let mut ranked: Vec<(String, f32)> =
+            self.record.concepts.iter().cloned().zip(probs).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(top_k.max(1));
+        let embedding = if embeddings {
+            Some(emb.flatten_all()?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        Ok(Prediction {
+            image: path.to_path_buf(),
+            concepts: ranked,
+            embedding,
+        })
+    }
+
+    /// Scores every image; an image that cannot be read or decoded gets its error, and
+    /// the others are still scored.
     pub fn predict(
         &self,
         images: &[PathBuf],
         top_k: usize,
         embeddings: bool,
-    ) -> Result<Vec<Prediction>, TrainError> {
-        let pipeline = eval_pipeline(&self.record.preprocess);
-        let norm = normalize(self.record.preprocess.norm);
-        let mut out = Vec::with_capacity(images.len());
-        for path in images {
-            let img = vct_augment::decode_file(path, &DecodeOptions::default())
-                .map_err(|e| TrainError::Component(e.to_string()))?;
-            let mut rng = vct_augment::item_rng(self.record.seed, 0, 0);
-            let img = pipeline
-                .apply(img, &mut rng)
-                .map_err(|e| TrainError::Component(e.to_string()))?;
-            let x = vct_augment::to_tensor(&[img], norm, self.model.device())
-                .map_err(|e| TrainError::Component(e.to_string()))?;
-            // One forward pass serves both the probabilities and the embedding.
-            let emb = eval_embeddings(&self.model, self.record.flip_average_eval, &x)?;
-            let logits = eval_head(&self.model, &emb)?;
-            let probs: Vec<f32> = self
-                .record
-                .output
-                .probabilities(&logits)?
-                .flatten_all()?
-                .to_vec1()?;
-            let mut ranked: Vec<(String, f32)> =
-                self.record.concepts.iter().cloned().zip(probs).collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-            ranked.truncate(top_k.max(1));
-            let embedding = if embeddings {
-                Some(emb.flatten_all()?.to_vec1::<f32>()?)
-            } else {
-                None
-            };
-            out.push(Prediction {
-                image: path.clone(),
-                concepts: ranked,
-                embedding,
-            });
-        }
-        Ok(out)
+    ) -> Vec<Result<Prediction, TrainError>> {
+        images
+            .iter()
+            .map(|p| self.predict_one(p, top_k, embeddings))
+            .collect()
     }
 }
 
