@@ -70,14 +70,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         let cfg = configs
             .first()
             .ok_or_else(|| anyhow!("--child needs exactly one configuration"))?;
-        let (img_s, step_ms) = measure(cfg, args.steps, args.classes)?;
+        let m = measure(cfg, args.steps, args.classes)?;
         let peak = peak_rss_mib()?;
+        let fallbacks = vct_kernels::fallback_counts();
+        if fallbacks.total() > 0 {
+            eprintln!("{fallbacks}");
+        }
         println!(
             "{}",
             serde_json::json!({
                 "arch": cfg.arch.name(), "batch": cfg.batch, "size": cfg.size,
                 "backend": cfg.backend.name(), "mode": mode_name(cfg.train),
-                "images_per_s": img_s, "median_step_ms": step_ms, "peak_rss_mib": peak,
+                "images_per_s": m.images_per_s, "median_step_ms": m.step_ms, "peak_rss_mib": peak,
+                "phases_ms": m.phases_ms,
+                "onednn_fallbacks": fallbacks.total(),
             })
         );
         return Ok(ExitCode::SUCCESS);
@@ -98,7 +104,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     );
     let mut lines = Vec::new();
     println!(
-        "{:<16} {:>9} {:<7} {:<6} {:>9} {:>11} {:>10}",
+        "{:<16} {:>9} {:<7} {:<6} {:>9} {:>11} {:>10}  fwd/bwd/opt ms",
         "arch", "batch×px", "backend", "mode", "img/s", "step ms", "peak MiB"
     );
     for cfg in &configs {
@@ -131,8 +137,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        let fallbacks = row["onednn_fallbacks"].as_u64().unwrap_or(0);
+        let phases = match row["phases_ms"].as_array() {
+            Some(p) => p
+                .iter()
+                .map(|v| format!("{:.0}", v.as_f64().unwrap_or(f64::NAN)))
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => "-".into(),
+        };
         println!(
-            "{:<16} {:>9} {:<7} {:<6} {:>9.2} {:>11.1} {:>10.0}",
+            "{:<16} {:>9} {:<7} {:<6} {:>9.2} {:>11.1} {:>10.0}  {phases}{}",
             cfg.arch.name(),
             format!("{}x{}", cfg.batch, cfg.size),
             cfg.backend.name(),
@@ -140,6 +155,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             row["images_per_s"].as_f64().unwrap_or(f64::NAN),
             row["median_step_ms"].as_f64().unwrap_or(f64::NAN),
             row["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+            if fallbacks > 0 {
+                format!("  ({fallbacks} op calls fell back from oneDNN to the Rust kernels)")
+            } else {
+                String::new()
+            }
         );
         lines.push(line);
     }
@@ -224,41 +244,59 @@ fn configs(args: &TrainArgs) -> anyhow::Result<Vec<Config>> {
     Ok(out)
 }
 
-/// Times `steps` steps after one warm-up; returns (images/s, median step ms).
-fn measure(cfg: &Config, steps: usize, classes: usize) -> anyhow::Result<(f64, f64)> {
+/// What one configuration measured.
+struct Measured {
+    images_per_s: f64,
+    step_ms: f64,
+    /// Training: median forward, backward and optimizer ms.
+    phases_ms: Option<[f64; 3]>,
+}
+
+/// Times `steps` steps after one warm-up.
+fn measure(cfg: &Config, steps: usize, classes: usize) -> anyhow::Result<Measured> {
     let dev = Device::Cpu;
     let model = Classifier::new(&ModelConfig::new(cfg.arch, classes), &dev)?;
     let x = Tensor::randn(0f32, 1., (cfg.batch, 3, cfg.size, cfg.size), &dev)?;
     let labels: Vec<u32> = (0..cfg.batch as u32).map(|i| i % classes as u32).collect();
     let labels = Tensor::new(labels.as_slice(), &dev)?;
-    let params: Vec<Var> = model
+    // SGD with momentum 0.9, no weight decay, lr 0.01: torch.optim.SGD as the PyTorch side
+    // runs it, through vct-optim (the trainer's optimizer, in-place kernels on CPU).
+    let params: Vec<(String, Var)> = model
         .backbone_params()
         .into_iter()
         .chain(model.head_params())
-        .map(|(_, v)| v)
         .collect();
-    let mut momentum: Vec<Option<Tensor>> = vec![None; params.len()];
+    let sgd = vct_optim::SgdConfig {
+        momentum: 0.9,
+        weight_decay: 0.0,
+        ..vct_optim::SgdConfig::default()
+    };
+    let mut optimizer = vct_optim::Optimizer::new(
+        vct_optim::OptimizerConfig::Sgd(sgd),
+        vec![vct_optim::ParamGroup {
+            name: "all".into(),
+            params,
+            lr_mult: 1.0,
+            weight_decay: false,
+        }],
+    )?;
     let mut times = Vec::with_capacity(steps);
+    let mut phases: Vec<[f64; 3]> = Vec::new();
     with_backend(cfg.backend, || -> anyhow::Result<()> {
         for i in 0..=steps {
             let t = Instant::now();
             if cfg.train {
                 let logits = model.forward(&x, true)?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+                let t_fwd = t.elapsed().as_secs_f64();
                 let grads = loss.backward()?;
-                // SGD with momentum 0.9, lr 0.01, as torch.optim.SGD.
-                for (p, buf) in params.iter().zip(momentum.iter_mut()) {
-                    let Some(g) = grads.get(p.as_tensor()) else {
-                        continue;
-                    };
-                    let b = match buf.take() {
-                        Some(b) => ((b * 0.9)? + g)?,
-                        None => g.clone(),
-                    };
-                    p.set(&(p.as_tensor() - (&b * 0.01)?)?)?;
-                    *buf = Some(b);
-                }
+                let t_bwd = t.elapsed().as_secs_f64();
+                optimizer.step_with_lr(&grads, 0.01)?;
                 loss.to_scalar::<f32>()?;
+                if i > 0 {
+                    let t_opt = t.elapsed().as_secs_f64();
+                    phases.push([t_fwd, t_bwd - t_fwd, t_opt - t_bwd]);
+                }
             } else {
                 let logits = model.forward(&x, false)?;
                 logits.sum_all()?.to_scalar::<f32>()?;
@@ -271,7 +309,20 @@ fn measure(cfg: &Config, steps: usize, classes: usize) -> anyhow::Result<(f64, f
     })?;
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    Ok((cfg.batch as f64 / median, median * 1e3))
+    // Median of each phase of a training step (forward, backward, optimizer), in ms.
+    let phase = |k: usize| {
+        let mut v: Vec<f64> = phases.iter().map(|p| p[k] * 1e3).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    Ok(Measured {
+        images_per_s: cfg.batch as f64 / median,
+        step_ms: median * 1e3,
+        phases_ms: phase(0)
+            .zip(phase(1))
+            .zip(phase(2))
+            .map(|((f, b), o)| [f, b, o]),
+    })
 }
 
 /// Peak resident memory of this process in MiB (`VmHWM`).

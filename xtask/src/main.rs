@@ -10,6 +10,7 @@ mod export_cmd;
 mod hparams_cmds;
 mod schedule;
 mod train_cmds;
+mod weights_cmds;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +47,8 @@ enum Command {
     Arch(arch::ArchArgs),
     /// Measure speed and peak memory (`train`: training and inference steps).
     Bench(BenchArgs),
+    /// Pretrained weights: list sources and cache state, fetch ahead of time, verify.
+    Weights(weights_cmds::WeightsArgs),
 }
 
 /// Arguments of `cargo xtask bench`.
@@ -82,6 +85,7 @@ fn main() -> std::process::ExitCode {
         Command::Validate(args) => hparams_cmds::validate(args),
         Command::Schedule(args) => schedule::schedule(args),
         Command::Arch(args) => arch::run(args),
+        Command::Weights(args) => weights_cmds::run(args),
         Command::Bench(args) => match args.target {
             BenchTarget::Train(a) => bench_train::run(a),
             BenchTarget::Data(a) => bench_data::run(a),

@@ -1,16 +1,16 @@
 //! Primitive layers: convolution, batch norm, pooling, activation, linear, drop path.
 //!
-//! Every architecture in this crate builds on these functions and types only,
-//! so the backend is chosen here, in one place: f32 CPU tensors go through the
-//! vct-kernels custom ops unless `vct_kernels::backend()` says `Candle`
-//! (`VCT_KERNEL_BACKEND=candle`), which uses stock candle ops instead.
-//! The pooling functions follow PyTorch semantics (padding, ceil mode,
-//! `count_include_pad`) plus TF "SAME" variants for the TF-slim layout.
+//! Every architecture in this crate builds on these functions and types only. The
+//! compute is vct-kernels': its ops route each tensor themselves (the Rust kernels or
+//! oneDNN for f32 CPU tensors, stock candle ops for other devices or under the `Candle`
+//! backend), so nothing here branches on the backend. The pooling functions follow
+//! PyTorch semantics (padding, ceil mode, `count_include_pad`) plus TF "SAME" variants
+//! for the TF-slim layout.
 //!
 //! Train vs eval: in eval mode weights are used detached, so inference builds
 //! no autograd graph (a graph over `Var`s keeps every activation alive).
 
-use candle_core::{DType, Tensor, Var, D};
+use candle_core::{Tensor, Var, D};
 
 use crate::error::Result;
 use crate::params::{Init, MaskRng, Scope};
@@ -26,9 +26,8 @@ fn val(v: &Var, train: bool) -> Tensor {
 
 /// TF "SAME" along one dimension: `(output size, padding before, padding after)`.
 pub fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
-    let out = size.div_ceil(stride);
-    let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(size);
-    (out, total / 2, total - total / 2)
+    let (out, (before, after)) = vct_kernels::pool::same_padding(size, kernel, stride);
+    (out, before, after)
 }
 
 /// How a convolution pads its input.
@@ -172,7 +171,7 @@ impl Conv2d {
     }
 }
 
-/// The convolution primitive (the place to switch to a faster kernel).
+/// The convolution primitive.
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
@@ -180,12 +179,8 @@ pub fn conv2d(
     stride: usize,
     groups: usize,
 ) -> Result<Tensor> {
-    // The one backend switch: f32 CPU tensors go to vct-kernels unless the backend is Candle.
-    if vct_kernels::use_kernels(x) {
-        let (s, p) = ((stride, stride), (padding, padding));
-        return Ok(vct_kernels::conv::conv2d(x, w, None, s, p, groups)?);
-    }
-    Ok(x.conv2d(w, padding, stride, 1, groups)?)
+    let (s, p) = ((stride, stride), (padding, padding));
+    Ok(vct_kernels::conv::conv2d(x, w, None, s, p, groups)?)
 }
 
 /// Batch normalisation over NCHW channels, PyTorch semantics.
@@ -281,70 +276,6 @@ impl BatchNorm2d {
         fuse_relu: bool,
         shift: Option<&Tensor>,
     ) -> Result<Tensor> {
-        if vct_kernels::use_kernels(x) {
-            return self.forward_kernels(x, train, fuse_relu, shift);
-        }
-        let c = x.dim(1)?;
-        let bias = val(&self.bias, train).reshape((1, c, 1, 1))?;
-        let y = if train {
-            let (n, _, h, w) = x.dims4()?;
-            let count = (n * h * w) as f64;
-            let mean = x.mean_keepdim((0, 2, 3))?;
-            let xc = x.broadcast_sub(&mean)?;
-            let var = xc.sqr()?.mean_keepdim((0, 2, 3))?;
-            let inv = (var.clone() + self.eps)?.sqrt()?.recip()?;
-            let mut y = xc.broadcast_mul(&inv)?;
-            if let Some(g) = &self.weight {
-                y = y.broadcast_mul(&val(g, true).reshape((1, c, 1, 1))?)?;
-            }
-            let y = y.broadcast_add(&bias)?;
-            let m = self.momentum;
-            let unbias = if count > 1.0 {
-                count / (count - 1.0)
-            } else {
-                1.0
-            };
-            let mut bm = mean.detach().flatten_all()?;
-            if let Some(b) = shift {
-                bm = (bm + b)?;
-            }
-            let bv = (var.detach().flatten_all()? * unbias)?;
-            let rm = ((self.running_mean.as_detached_tensor() * (1.0 - m))? + (bm * m)?)?;
-            let rv = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (bv * m)?)?;
-            self.running_mean.set(&rm)?;
-            self.running_var.set(&rv)?;
-            y
-        } else {
-            let inv = (self.running_var.as_detached_tensor() + self.eps)?
-                .sqrt()?
-                .recip()?;
-            let scale = match &self.weight {
-                Some(g) => (g.as_detached_tensor() * inv)?,
-                None => inv,
-            };
-            let mut rm = self.running_mean.as_detached_tensor();
-            if let Some(b) = shift {
-                rm = (rm - b)?;
-            }
-            let shift = (bias.flatten_all()? - (rm * &scale)?)?;
-            x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
-                .broadcast_add(&shift.reshape((1, c, 1, 1))?)?
-        };
-        if fuse_relu {
-            relu(&y)
-        } else {
-            Ok(y)
-        }
-    }
-
-    /// The vct-kernels path: one op forward and backward, same running-stat update.
-    fn forward_kernels(
-        &self,
-        x: &Tensor,
-        train: bool,
-        fuse_relu: bool,
-        shift: Option<&Tensor>,
-    ) -> Result<Tensor> {
         let c = x.dim(1)?;
         let gamma = match &self.weight {
             Some(g) => val(g, train),
@@ -424,41 +355,19 @@ impl Linear {
     }
 }
 
-/// `x + b` per channel (NCHW), then ReLU if `relu`. Through vct-kernels this is
-/// one fused pass (a batch norm with unit scale, zero mean and unit variance,
-/// differentiable in `x` and `b`); candle's broadcast add costs ~5 convolutions.
+/// `x + b` per channel (NCHW), then ReLU if `relu_after`: one fused op.
 pub fn bias_act(x: &Tensor, b: &Var, train: bool, relu_after: bool) -> Result<Tensor> {
-    let b = val(b, train);
-    if vct_kernels::use_kernels(x) {
-        let c = x.dim(1)?;
-        let ones = Tensor::ones(c, x.dtype(), x.device())?;
-        let zeros = Tensor::zeros(c, x.dtype(), x.device())?;
-        // eps must be > 0; 1e-30 vanishes against the unit variance in f32.
-        let y = vct_kernels::bn::batch_norm_eval(x, &ones, &b, &zeros, &ones, 1e-30, relu_after)?;
-        return Ok(y);
-    }
-    let y = x.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
-    if relu_after {
-        relu(&y)
-    } else {
-        Ok(y)
-    }
+    Ok(vct_kernels::ops::bias_act(x, &val(b, train), relu_after)?)
 }
 
 /// ReLU.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if vct_kernels::use_kernels(x) {
-        return Ok(vct_kernels::ops::relu(x)?);
-    }
-    Ok(x.relu()?)
+    Ok(vct_kernels::ops::relu(x)?)
 }
 
-/// `relu(a + b)` (a residual join), one fused op with the vct-kernels backend.
+/// `relu(a + b)` (a residual join), one fused op.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if vct_kernels::use_kernels(a) && vct_kernels::use_kernels(b) {
-        return Ok(vct_kernels::ops::add_relu(a, b)?);
-    }
-    relu(&(a + b)?)
+    Ok(vct_kernels::ops::add_relu(a, b)?)
 }
 
 /// Mean over the spatial dimensions: `[N, C, H, W]` → `[N, C]`, any H×W.
@@ -539,179 +448,7 @@ impl DropPath {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Pooling. f32 CPU tensors go through vct-kernels' custom ops when its backend
-// switch says so; otherwise (candle backend, other devices) a pure candle-op
-// implementation (differentiable through narrow, reshape and maximum/add).
-// ---------------------------------------------------------------------------
-
-fn check_window(kernel: usize, stride: usize) -> Result<()> {
-    if kernel == 0 || stride == 0 {
-        return Err(crate::ArchError::InvalidConfig {
-            key: "pooling kernel/stride".into(),
-            value: format!("{kernel}/{stride}"),
-            expected: "both at least 1".into(),
-        });
-    }
-    Ok(())
-}
-
-/// One spatial dimension of a pooling window layout.
-#[derive(Debug, Clone, Copy)]
-struct PoolDim {
-    size: usize,
-    kernel: usize,
-    stride: usize,
-    pad_before: usize,
-    pad_after: usize,
-    out: usize,
-}
-
-impl PoolDim {
-    /// PyTorch output size with symmetric padding and optional ceil mode.
-    fn torch(size: usize, kernel: usize, stride: usize, pad: usize, ceil: bool) -> Result<PoolDim> {
-        check_window(kernel, stride)?;
-        // PyTorch's pooling_output_shape: with ceil mode a window may overhang the end.
-        let extra = if ceil { stride - 1 } else { 0 };
-        let num = (size + 2 * pad + extra)
-            .checked_sub(kernel)
-            .ok_or_else(|| crate::ArchError::InvalidInput {
-                got: format!("spatial size {size} (padding {pad})"),
-                expected: format!("at least the pooling kernel {kernel}"),
-            })?;
-        let mut out = num / stride + 1;
-        // PyTorch: the last window must start inside the input or left padding.
-        if ceil && (out - 1) * stride >= size + pad {
-            out -= 1;
-        }
-        Ok(PoolDim {
-            size,
-            kernel,
-            stride,
-            pad_before: pad,
-            pad_after: pad,
-            out,
-        })
-    }
-
-    /// TF "SAME".
-    fn same(size: usize, kernel: usize, stride: usize) -> Result<PoolDim> {
-        check_window(kernel, stride)?;
-        let (out, pb, pa) = same_padding(size, kernel, stride);
-        Ok(PoolDim {
-            size,
-            kernel,
-            stride,
-            pad_before: pb,
-            pad_after: pa,
-            out,
-        })
-    }
-
-    /// Elements each window covers: within the padded input if `with_pad`,
-    /// else within the input proper.
-    fn counts(&self, with_pad: bool) -> Vec<f32> {
-        let (lo, hi) = if with_pad {
-            (0i64, (self.size + self.pad_before + self.pad_after) as i64)
-        } else {
-            (self.pad_before as i64, (self.pad_before + self.size) as i64)
-        };
-        (0..self.out)
-            .map(|o| {
-                let s = (o * self.stride) as i64;
-                let e = s + self.kernel as i64;
-                (e.min(hi) - s.max(lo)).max(0) as f32
-            })
-            .collect()
-    }
-
-    /// Length the padded input needs so every shifted strided view fits.
-    fn needed(&self) -> usize {
-        self.kernel - 1 + self.out * self.stride
-    }
-}
-
-/// Pads (with `fill`) or trims dimension `dim` to exactly `pd.needed()`.
-fn fit(x: &Tensor, dim: usize, pd: &PoolDim, fill: f32) -> Result<Tensor> {
-    let need = pd.needed();
-    let mut shape = x.dims().to_vec();
-    let mut parts = Vec::new();
-    if pd.pad_before > 0 {
-        shape[dim] = pd.pad_before;
-        parts.push(Tensor::full(fill, shape.as_slice(), x.device())?.to_dtype(x.dtype())?);
-    }
-    let avail = pd.pad_before + pd.size;
-    if avail >= need {
-        parts.push(x.narrow(dim, 0, need - pd.pad_before)?);
-    } else {
-        parts.push(x.clone());
-        shape[dim] = need - avail;
-        parts.push(Tensor::full(fill, shape.as_slice(), x.device())?.to_dtype(x.dtype())?);
-    }
-    Ok(Tensor::cat(&parts, dim)?)
-}
-
-enum PoolKind {
-    Max,
-    Avg { with_pad: bool },
-}
-
-fn pool(x: &Tensor, hd: PoolDim, wd: PoolDim, kind: PoolKind) -> Result<Tensor> {
-    let (n, c, _, _) = x.dims4()?;
-    let fill = match kind {
-        PoolKind::Max => f32::NEG_INFINITY,
-        PoolKind::Avg { .. } => 0.0,
-    };
-    let xp = fit(&fit(x, 2, &hd, fill)?, 3, &wd, fill)?;
-    let mut acc: Option<Tensor> = None;
-    for i in 0..hd.kernel {
-        let rows = xp.narrow(2, i, hd.out * hd.stride)?;
-        for j in 0..wd.kernel {
-            let v = rows
-                .narrow(3, j, wd.out * wd.stride)?
-                .reshape((n, c, hd.out, hd.stride, wd.out, wd.stride))?
-                .narrow(3, 0, 1)?
-                .narrow(5, 0, 1)?
-                .reshape((n, c, hd.out, wd.out))?;
-            acc = Some(match (acc, &kind) {
-                (None, _) => v,
-                (Some(a), PoolKind::Max) => a.maximum(&v)?,
-                (Some(a), PoolKind::Avg { .. }) => (a + v)?,
-            });
-        }
-    }
-    let acc = match acc {
-        Some(a) => a,
-        None => {
-            return Err(crate::ArchError::InvalidInput {
-                got: "empty pooling kernel".into(),
-                expected: "kernel >= 1".into(),
-            })
-        }
-    };
-    match kind {
-        PoolKind::Max => Ok(acc),
-        PoolKind::Avg { with_pad } => {
-            let ch = hd.counts(with_pad);
-            let cw = wd.counts(with_pad);
-            let div: Vec<f32> = ch
-                .iter()
-                .flat_map(|a| cw.iter().map(move |b| a * b))
-                .collect();
-            let div =
-                Tensor::from_vec(div, (1, 1, hd.out, wd.out), x.device())?.to_dtype(DType::F32)?;
-            Ok(acc.broadcast_div(&div)?)
-        }
-    }
-}
-
-/// Whether the padded input is at least one window. PyTorch's ceil mode also
-/// accepts smaller inputs (BN-Inception's 4e pool sees 2×2 at a 32×32 input and
-/// gives 1×1); the vct-kernels ops reject them, so those go to the fallback.
-fn window_fits(x: &Tensor, kernel: (usize, usize), padding: (usize, usize)) -> Result<bool> {
-    let (_, _, h, w) = x.dims4()?;
-    Ok(h + 2 * padding.0 >= kernel.0 && w + 2 * padding.1 >= kernel.1)
-}
+// Pooling: vct-kernels' ops, PyTorch semantics and TF "SAME" variants.
 
 /// Max pooling with PyTorch semantics (`nn.MaxPool2d`).
 pub fn max_pool2d(
@@ -721,15 +458,9 @@ pub fn max_pool2d(
     padding: (usize, usize),
     ceil_mode: bool,
 ) -> Result<Tensor> {
-    if vct_kernels::use_kernels(x) && window_fits(x, kernel, padding)? {
-        return Ok(vct_kernels::pool::max_pool2d(
-            x, kernel, stride, padding, ceil_mode,
-        )?);
-    }
-    let (_, _, h, w) = x.dims4()?;
-    let hd = PoolDim::torch(h, kernel.0, stride.0, padding.0, ceil_mode)?;
-    let wd = PoolDim::torch(w, kernel.1, stride.1, padding.1, ceil_mode)?;
-    pool(x, hd, wd, PoolKind::Max)
+    Ok(vct_kernels::pool::max_pool2d(
+        x, kernel, stride, padding, ceil_mode,
+    )?)
 }
 
 /// Average pooling with PyTorch semantics (`nn.AvgPool2d`).
@@ -741,53 +472,22 @@ pub fn avg_pool2d(
     ceil_mode: bool,
     count_include_pad: bool,
 ) -> Result<Tensor> {
-    if vct_kernels::use_kernels(x) && window_fits(x, kernel, padding)? {
-        return Ok(vct_kernels::pool::avg_pool2d(
-            x,
-            kernel,
-            stride,
-            padding,
-            ceil_mode,
-            count_include_pad,
-        )?);
-    }
-    let (_, _, h, w) = x.dims4()?;
-    let hd = PoolDim::torch(h, kernel.0, stride.0, padding.0, ceil_mode)?;
-    let wd = PoolDim::torch(w, kernel.1, stride.1, padding.1, ceil_mode)?;
-    pool(
+    Ok(vct_kernels::pool::avg_pool2d(
         x,
-        hd,
-        wd,
-        PoolKind::Avg {
-            with_pad: count_include_pad,
-        },
-    )
+        kernel,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+    )?)
 }
 
 /// Max pooling with TF "SAME" padding (padding never wins the max).
 pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
-    if vct_kernels::use_kernels(x) {
-        return Ok(vct_kernels::pool::max_pool2d_same(x, kernel, stride)?);
-    }
-    let (_, _, h, w) = x.dims4()?;
-    pool(
-        x,
-        PoolDim::same(h, kernel, stride)?,
-        PoolDim::same(w, kernel, stride)?,
-        PoolKind::Max,
-    )
+    Ok(vct_kernels::pool::max_pool2d_same(x, kernel, stride)?)
 }
 
 /// Average pooling with TF "SAME" padding (the divisor counts real elements only).
 pub fn avg_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
-    if vct_kernels::use_kernels(x) {
-        return Ok(vct_kernels::pool::avg_pool2d_same(x, kernel, stride)?);
-    }
-    let (_, _, h, w) = x.dims4()?;
-    pool(
-        x,
-        PoolDim::same(h, kernel, stride)?,
-        PoolDim::same(w, kernel, stride)?,
-        PoolKind::Avg { with_pad: false },
-    )
+    Ok(vct_kernels::pool::avg_pool2d_same(x, kernel, stride)?)
 }

@@ -24,7 +24,7 @@ pub use heads::{LinearHead, NormEmbedHead};
 pub use inception::{Inception, InceptionConfig};
 pub use model::{Arch, Classifier, Family, HeadKind, InputNorm, LayerRow, ModelConfig};
 pub use resnet::{ResNet, ResNetConfig};
-pub use weights::{LoadOptions, LoadReport, WeightsLookup};
+pub use weights::{LoadMode, LoadOptions, LoadReport, WeightsLookup};
 
 /// Callback of a traced forward pass: layer name, the name prefixes of its
 /// parameters, its output.

@@ -211,7 +211,7 @@ impl Block {
             Some(d) => d.bn.forward(&d.conv.forward(x, train)?, train)?,
             None => x.clone(),
         };
-        layers::relu(&(y + shortcut)?)
+        layers::add_relu(&y, &shortcut)
     }
 }
 

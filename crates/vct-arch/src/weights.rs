@@ -12,17 +12,63 @@ use crate::error::{ArchError, Result};
 use crate::model::{Arch, Classifier};
 use crate::params::Group;
 
+mod pickle;
+mod pth;
+
+/// What the head of the model may do when the file's does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadMode {
+    /// Starting from pretrained weights: a head missing from the file or of
+    /// another shape (another class count, another head type) keeps its fresh
+    /// initialisation and is reported in [`LoadReport::head_reinitialised`].
+    #[default]
+    FineTune,
+    /// Restoring a trained model (evaluation, prediction, resuming): every
+    /// tensor of the model, head included, must be in the file with its shape,
+    /// and the file may hold nothing else. Any difference is an error, whatever
+    /// [`LoadOptions::strict`] says.
+    Exact,
+}
+
 /// How to load a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Fail on any missing, unexpected or mismatched backbone key (default true).
     /// Non-strict loads what fits and reports the rest.
     pub strict: bool,
+    /// What a head that does not fit means (default [`LoadMode::FineTune`]).
+    pub mode: LoadMode,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { strict: true }
+        LoadOptions::fine_tune()
+    }
+}
+
+impl LoadOptions {
+    /// Strict backbone, head re-initialised when it does not fit (the default).
+    pub fn fine_tune() -> Self {
+        LoadOptions {
+            strict: true,
+            mode: LoadMode::FineTune,
+        }
+    }
+
+    /// Loads what fits and reports the rest (backbone and head).
+    pub fn non_strict() -> Self {
+        LoadOptions {
+            strict: false,
+            mode: LoadMode::FineTune,
+        }
+    }
+
+    /// Every tensor, head included, must match: for restoring a trained model.
+    pub fn exact() -> Self {
+        LoadOptions {
+            strict: true,
+            mode: LoadMode::Exact,
+        }
     }
 }
 
@@ -33,7 +79,7 @@ pub struct LoadReport {
     pub path: PathBuf,
     /// Number of tensors set from the file.
     pub loaded: usize,
-    /// Model tensors the file lacks (backbone).
+    /// Model tensors the file lacks (backbone; the head too in [`LoadMode::Exact`]).
     pub missing: Vec<String>,
     /// File tensors the model does not have.
     pub unexpected: Vec<String>,
@@ -84,28 +130,6 @@ fn file_err(path: &Path, reason: impl fmt::Display) -> ArchError {
     }
 }
 
-fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    if legacy::is_legacy(path) {
-        return legacy::read(path);
-    }
-    let top = candle_core::pickle::read_all(path).map_err(|e| file_err(path, e))?;
-    if !top.is_empty() {
-        return Ok(top);
-    }
-    // Training checkpoints (mmpretrain, timm train scripts) nest the weights.
-    for key in ["state_dict", "model", "model_state_dict", "state_dict_ema"] {
-        if let Ok(t) = candle_core::pickle::read_all_with_key(path, Some(key)) {
-            if !t.is_empty() {
-                return Ok(t);
-            }
-        }
-    }
-    Err(file_err(
-        path,
-        "no tensors found (looked at the top level and under state_dict / model / model_state_dict)",
-    ))
-}
-
 /// Reads every tensor of a `.safetensors` or PyTorch (`.pth`, `.pt`, `.bin`, `.ckpt`) file.
 pub fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if !path.is_file() {
@@ -123,8 +147,9 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>> {
     };
     match ext.as_str() {
         "safetensors" => st(),
-        "pth" | "pt" | "bin" | "ckpt" | "tar" => read_pickle(path),
-        _ => st().or_else(|_| read_pickle(path)).map_err(|_| {
+        "pth" | "pt" | "bin" | "ckpt" | "tar" => pth::read(path),
+        _ if pth::is_torch_file(path) => pth::read(path),
+        _ => st().map_err(|_| {
             file_err(path, "neither a safetensors nor a PyTorch checkpoint (expected .safetensors, .pth or .pt)")
         }),
     }
@@ -149,7 +174,8 @@ impl Classifier {
     }
 
     /// Loads named tensors (checkpoint names in any supported dialect) into the model.
-    /// Strict: nothing is changed unless every backbone key matches.
+    /// Strict: nothing is changed unless every backbone key matches;
+    /// [`LoadMode::Exact`]: nothing is changed unless every key, head included, matches.
     pub fn load_tensors(
         &self,
         tensors: Vec<(String, Tensor)>,
@@ -171,8 +197,10 @@ impl Classifier {
         };
         let mut plan = Vec::new();
         let mut used = HashSet::new();
+        let exact = opts.mode == LoadMode::Exact;
         for e in self.entries() {
-            let head = e.group == Group::Head;
+            // Only fine-tuning lets the head differ; exact loads treat it as any tensor.
+            let head = e.group == Group::Head && !exact;
             match file.get(&e.name) {
                 Some(t) => {
                     used.insert(e.name.clone());
@@ -211,14 +239,14 @@ impl Classifier {
         }
         for k in file.keys() {
             if !used.contains(k) {
-                if ckpt_head.contains(k.as_str()) {
+                if ckpt_head.contains(k.as_str()) && !exact {
                     report.head_ignored.push(k.clone());
                 } else {
                     report.unexpected.push(k.clone());
                 }
             }
         }
-        if opts.strict && !report.is_clean() {
+        if (opts.strict || exact) && !report.is_clean() {
             return Err(ArchError::WeightsMismatch {
                 path: source.to_path_buf(),
                 arch: self.arch().to_string(),
@@ -396,238 +424,5 @@ pub fn hub_cached_file(
         Ok(p)
     } else {
         Err(format!("no {}", p.display()))
-    }
-}
-
-/// Reader of PyTorch's legacy (pre-1.6, non-zip) `torch.save` format, in which
-/// older checkpoints such as `pretrainedmodels`' BN-Inception were written:
-/// four pickles (magic number, protocol version, system info, the object with
-/// storages as persistent ids), a pickled list of storage keys, then each
-/// storage as an 8-byte element count and its raw little-endian data.
-mod legacy {
-    use std::collections::HashMap;
-    use std::io::{Cursor, Read};
-    use std::path::Path;
-
-    use candle_core::pickle::{Object, Stack};
-    use candle_core::{DType, Device, Tensor};
-
-    use super::file_err;
-    use crate::error::Result;
-
-    /// `\x80\x02` `LONG1 10` 0x1950a86a20f9469cfc6c `STOP`: the pickled magic number.
-    const MAGIC: [u8; 15] = [
-        0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, b'.',
-    ];
-
-    /// Whether the file starts with the legacy magic number.
-    pub fn is_legacy(path: &Path) -> bool {
-        let mut head = [0u8; 15];
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_exact(&mut head))
-            .map(|_| head == MAGIC)
-            .unwrap_or(false)
-    }
-
-    fn pickle(r: &mut Cursor<&[u8]>, path: &Path, what: &str) -> Result<Object> {
-        let mut st = Stack::empty();
-        st.read_loop(r)
-            .and_then(|_| st.finalize())
-            .map_err(|e| file_err(path, format!("legacy PyTorch file, bad {what} pickle: {e}")))
-    }
-
-    struct Spec {
-        storage: String,
-        dtype: DType,
-        offset: usize,
-        size: Vec<usize>,
-        stride: Vec<usize>,
-    }
-
-    fn usizes(o: Object) -> Option<Vec<usize>> {
-        match o {
-            Object::Tuple(v) | Object::List(v) => v
-                .into_iter()
-                .map(|x| x.int_or_long().ok().map(|i| i as usize))
-                .collect(),
-            _ => None,
-        }
-    }
-
-    /// A `_rebuild_tensor(_v2)` / `_rebuild_parameter` reduction → its storage view.
-    fn spec(o: Object) -> Option<Spec> {
-        let (callable, args) = o.reduce().ok()?;
-        let (_, func) = callable.class().ok()?;
-        let mut args = args.tuple().ok()?;
-        match func.as_str() {
-            "_rebuild_parameter" => spec(args.into_iter().next()?),
-            "_rebuild_tensor" | "_rebuild_tensor_v2" if args.len() >= 4 => {
-                let stride = usizes(args.remove(3))?;
-                let size = usizes(args.remove(2))?;
-                let offset = args.remove(1).int_or_long().ok()? as usize;
-                let mut id = args.remove(0).persistent_load().ok()?.tuple().ok()?;
-                if id.len() < 3 {
-                    return None;
-                }
-                let storage = id.remove(2).unicode().ok()?;
-                let (_, class) = id.remove(1).class().ok()?;
-                let dtype = match class.as_str() {
-                    "FloatStorage" => DType::F32,
-                    "DoubleStorage" => DType::F64,
-                    "HalfStorage" => DType::F16,
-                    "LongStorage" => DType::I64,
-                    "ByteStorage" => DType::U8,
-                    _ => return None,
-                };
-                Some(Spec {
-                    storage,
-                    dtype,
-                    offset,
-                    size,
-                    stride,
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// Reads every tensor of a legacy checkpoint (a state dict, or one under
-    /// `state_dict` / `model`).
-    pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
-        let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
-        let mut r = Cursor::new(&bytes[MAGIC.len()..]);
-        pickle(&mut r, path, "protocol version")?;
-        pickle(&mut r, path, "system info")?;
-        let mut obj = pickle(&mut r, path, "object")?;
-        let keys = match pickle(&mut r, path, "storage keys")? {
-            Object::List(v) => v
-                .into_iter()
-                .filter_map(|k| k.unicode().ok())
-                .collect::<Vec<_>>(),
-            _ => return Err(file_err(path, "legacy PyTorch file: no storage key list")),
-        };
-        // Storages follow in key order: u64 element count, then the data.
-        let mut specs = Vec::new();
-        for _ in 0..2 {
-            let items = match obj {
-                Object::Dict(items) => items,
-                Object::Build { callable, .. } => match *callable {
-                    Object::Dict(items) => items,
-                    _ => Vec::new(),
-                },
-                _ => Vec::new(),
-            };
-            let mut nested = None;
-            for (k, v) in items {
-                let Ok(name) = k.unicode() else { continue };
-                if matches!(name.as_str(), "state_dict" | "model") && matches!(v, Object::Dict(_)) {
-                    nested = Some(v);
-                } else if let Some(sp) = spec(v) {
-                    specs.push((name, sp));
-                }
-            }
-            match nested {
-                Some(n) if specs.is_empty() => obj = n,
-                _ => break,
-            }
-        }
-        let mut elem_size: HashMap<&str, usize> = HashMap::new();
-        for (_, sp) in &specs {
-            elem_size.insert(sp.storage.as_str(), sp.dtype.size_in_bytes());
-        }
-        let mut pos = MAGIC.len() + r.position() as usize;
-        let mut storages: HashMap<String, (usize, usize)> = HashMap::new();
-        for key in &keys {
-            let mut cur = Cursor::new(bytes.get(pos..).unwrap_or(&[]));
-            let mut n = [0u8; 8];
-            cur.read_exact(&mut n).map_err(|_| {
-                file_err(
-                    path,
-                    format!("legacy PyTorch file truncated at storage {key}"),
-                )
-            })?;
-            let numel = u64::from_le_bytes(n) as usize;
-            let es = elem_size.get(key.as_str()).copied().unwrap_or(4);
-            let start = pos + 8;
-            let end = numel
-                .checked_mul(es)
-                .and_then(|b| b.checked_add(start))
-                .unwrap_or(usize::MAX);
-            if end > bytes.len() {
-                return Err(file_err(
-                    path,
-                    format!("legacy PyTorch file truncated in storage {key}"),
-                ));
-            }
-            storages.insert(key.clone(), (start, numel));
-            pos = end;
-        }
-        let mut out = Vec::with_capacity(specs.len());
-        for (name, sp) in specs {
-            let Some(&(start, numel)) = storages.get(&sp.storage) else {
-                return Err(file_err(
-                    path,
-                    format!(
-                        "legacy PyTorch file: tensor {name} refers to missing storage {}",
-                        sp.storage
-                    ),
-                ));
-            };
-            let es = sp.dtype.size_in_bytes();
-            let data = &bytes[start..start + numel * es];
-            // Gather through the strides (views need not be contiguous). First
-            // bound the last element read, so garbage sizes cannot overflow or
-            // allocate without limit.
-            let n: usize = sp.size.iter().product();
-            let last = sp
-                .size
-                .iter()
-                .zip(&sp.stride)
-                .try_fold(sp.offset, |acc, (&d, &st)| {
-                    d.checked_sub(1).map_or(Some(acc), |d1| {
-                        d1.checked_mul(st).and_then(|x| x.checked_add(acc))
-                    })
-                });
-            if n > 0 && last.is_none_or(|l| l >= numel) {
-                return Err(file_err(
-                    path,
-                    format!("legacy PyTorch file: tensor {name} reads past its storage"),
-                ));
-            }
-            let mut idx = Vec::with_capacity(n);
-            let mut counter = vec![0usize; sp.size.len()];
-            for _ in 0..n {
-                let off = sp.offset
-                    + counter
-                        .iter()
-                        .zip(&sp.stride)
-                        .map(|(c, s)| c * s)
-                        .sum::<usize>();
-                if off >= numel {
-                    return Err(file_err(
-                        path,
-                        format!("legacy PyTorch file: tensor {name} reads past its storage"),
-                    ));
-                }
-                idx.push(off);
-                for d in (0..counter.len()).rev() {
-                    counter[d] += 1;
-                    if counter[d] < sp.size[d] {
-                        break;
-                    }
-                    counter[d] = 0;
-                }
-            }
-            let mut raw = Vec::with_capacity(n * es);
-            for &i in &idx {
-                raw.extend_from_slice(&data[i * es..(i + 1) * es]);
-            }
-            let t = Tensor::from_raw_buffer(&raw, sp.dtype, sp.size.as_slice(), &Device::Cpu)?;
-            out.push((name, t));
-        }
-        if out.is_empty() {
-            return Err(file_err(path, "legacy PyTorch file without tensors"));
-        }
-        Ok(out)
     }
 }

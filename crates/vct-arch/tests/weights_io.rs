@@ -117,7 +117,7 @@ fn other_architecture_is_a_named_keys_error() {
     );
     // Non-strict loads what fits and reports the rest.
     let report = target
-        .load_weights(&path, LoadOptions { strict: false })
+        .load_weights(&path, LoadOptions::non_strict())
         .unwrap();
     assert!(report.loaded > 0 && !report.missing.is_empty());
 }
@@ -233,6 +233,90 @@ fn different_class_count_reinitialises_the_head_and_reports_it() {
             &dst.embed(&input, false).unwrap()
         ),
         0.0
+    );
+}
+
+#[test]
+fn exact_mode_refuses_a_missing_or_reshaped_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = model(Arch::ResNet18, 3, 0);
+    let full = dir.path().join("full.safetensors");
+    src.save(&full).unwrap();
+    // The same model: exact loads it completely.
+    let dst = model(Arch::ResNet18, 3, 1);
+    let r = dst.load_weights(&full, LoadOptions::exact()).unwrap();
+    assert!(r.is_clean() && r.head_reinitialised.is_empty(), "{r}");
+    assert_eq!(r.loaded, src.entries().len());
+    let input = x();
+    assert_eq!(
+        max_abs_diff(
+            &src.forward(&input, false).unwrap(),
+            &dst.forward(&input, false).unwrap()
+        ),
+        0.0
+    );
+
+    // Another class count: fine-tuning re-initialises the head, exact refuses
+    // and leaves the model untouched.
+    let four = model(Arch::ResNet18, 4, 2);
+    let before = state(&four);
+    let err = four.load_weights(&full, LoadOptions::exact()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ArchError::WeightsMismatch { .. }), "{msg}");
+    assert!(
+        msg.contains("full.safetensors")
+            && msg.contains("fc.weight: file shape [3, 512], model shape [4, 512]")
+            && msg.contains("fc.bias: file shape [3], model shape [4]"),
+        "{msg}"
+    );
+    for (k, v) in state(&four) {
+        assert_eq!(max_abs_diff(&v, &before[&k]), 0.0, "{k} changed");
+    }
+    assert_eq!(
+        four.load_weights(&full, LoadOptions::fine_tune())
+            .unwrap()
+            .head_reinitialised
+            .len(),
+        2
+    );
+
+    // No head in the file: exact names the missing keys, even when not strict.
+    let mut sd = state(&src);
+    sd.remove("fc.weight");
+    sd.remove("fc.bias");
+    let headless = dir.path().join("headless.safetensors");
+    candle_core::safetensors::save(&sd, &headless).unwrap();
+    let msg = model(Arch::ResNet18, 3, 3)
+        .load_weights(
+            &headless,
+            LoadOptions {
+                strict: false,
+                ..LoadOptions::exact()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("missing in file (2)") && msg.contains("fc.weight") && msg.contains("fc.bias"),
+        "{msg}"
+    );
+
+    // A file with another head type: its classifier is unexpected, the model's head missing.
+    let bn = dir.path().join("bn.safetensors");
+    model(Arch::BnInception, 5, 0).save(&bn).unwrap();
+    let embed = Classifier::new(
+        &ModelConfig::new(Arch::BnInception, 5).with_norm_embed_head(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let msg = embed
+        .load_weights(&bn, LoadOptions::exact())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("unexpected in file (2): last_linear.bias, last_linear.weight")
+            && msg.contains("embed_head.scale"),
+        "{msg}"
     );
 }
 
@@ -474,8 +558,9 @@ fn bn_tensors_stored_as_1xc_load() {
 
 #[test]
 fn legacy_pytorch_format_bninception_loads() {
-    // pretrainedmodels' bn_inception-*.pth predates the zip format and stores
-    // BN tensors as [1, C]; ours writes the same layout.
+    // pretrainedmodels' bn_inception-52deb4733.pth predates the zip format;
+    // TSN's older bn_inception-9f5701afb96c8044.pth also stores BN tensors as
+    // [1, C]. Ours writes both traits (real torch files: tests/torch_files.rs).
     let dir = tempfile::tempdir().unwrap();
     let src = model(Arch::BnInception, 6, 21);
     src.forward(&x(), true).unwrap();

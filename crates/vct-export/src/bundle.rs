@@ -150,16 +150,15 @@ pub fn load_bundle(dir: &Path, device: &Device) -> Result<(Classifier, ExportCon
             model.out_dim()
         )));
     }
-    let report = model.load_weights(&files.weights, LoadOptions { strict: true })?;
-    if !report.head_reinitialised.is_empty() {
-        return Err(ExportError::BadBundle {
-            path: files.weights,
+    // Exact: every tensor, the head included, with its shape, and nothing else.
+    model
+        .load_weights(&files.weights, LoadOptions::exact())
+        .map_err(|e| ExportError::BadBundle {
+            path: files.weights.clone(),
             reason: format!(
-                "head tensors do not fit {} classes: {}",
-                info.num_classes,
-                report.head_reinitialised.join(", ")
+                "it does not fit config.json's {} with {} classes and a {} head: {e}",
+                info.arch, info.num_classes, info.head
             ),
-        });
-    }
+        })?;
     Ok((model, config))
 }

@@ -1,10 +1,13 @@
-//! The one switch between stock candle ops and these kernels.
+//! The one switch between stock candle ops, the Rust kernels and oneDNN.
 //!
-//! Layers ask [`use_kernels`] whether to route a tensor through this crate's ops: only
-//! for `f32` CPU tensors, and only while the backend is [`KernelBackend::Rust`] or
-//! [`KernelBackend::OneDnn`]. Under `OneDnn`, convolution, batch norm and pooling call
-//! `vct_onednn::ops` (shapes oneDNN refuses fall back to the Rust kernels); ReLU and the
-//! residual add-ReLU stay Rust kernels.
+//! Every public op of this crate routes its input itself: `f32` CPU tensors go through
+//! this crate's custom ops while the backend is [`KernelBackend::Rust`] or
+//! [`KernelBackend::OneDnn`], everything else (the `Candle` backend, GPU tensors, other
+//! dtypes) through stock candle ops. Under `OneDnn` the custom ops call `vct_onednn`'s
+//! slice functions from inside their forward and backward passes; a shape oneDNN has no
+//! implementation for runs on the Rust kernel instead and is counted
+//! ([`fallback_counts`]), any other oneDNN error is returned. ReLU and the residual
+//! add-ReLU are Rust kernels under both.
 //!
 //! The process-wide default comes from `VCT_KERNEL_BACKEND` (`rust`, `candle` or
 //! `onednn`) and [`set_backend`]; without either it is `onednn` when the crate is built
@@ -17,7 +20,8 @@
 use crate::error::KernelError;
 use candle_core::{DType, Tensor};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
 
 /// Which implementation the layers use for convolution, batch norm and pooling on CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,32 +175,153 @@ pub fn set_backend(b: KernelBackend) {
 
 /// Runs `f` with `b` as this thread's backend, restoring the previous one afterwards.
 pub fn with_backend<R>(b: KernelBackend, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<KernelBackend>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            LOCAL.with(|l| l.set(self.0));
-        }
-    }
-    let _restore = Restore(LOCAL.with(|l| l.replace(Some(b))));
+    let _guard = b.enter();
     f()
 }
 
-/// Whether `x` should go through this crate's ops: Rust or oneDNN backend, CPU, f32.
+/// A guard that makes `b` this thread's backend until it is dropped (then the previous
+/// one is back): the scoped form of [`with_backend`], for code that cannot be a closure.
+#[derive(Debug)]
+#[must_use = "the backend is restored when the guard is dropped"]
+pub struct BackendGuard {
+    previous: Option<KernelBackend>,
+}
+
+impl KernelBackend {
+    /// Makes this the current thread's backend until the returned guard is dropped.
+    pub fn enter(self) -> BackendGuard {
+        BackendGuard {
+            previous: LOCAL.with(|l| l.replace(Some(self))),
+        }
+    }
+}
+
+impl Drop for BackendGuard {
+    fn drop(&mut self) {
+        LOCAL.with(|l| l.set(self.previous));
+    }
+}
+
+/// Whether `x` goes through this crate's custom ops: Rust or oneDNN backend, CPU, f32.
+/// (Every public op checks this itself; layers need not.)
 pub fn use_kernels(x: &Tensor) -> bool {
     matches!(backend(), KernelBackend::Rust | KernelBackend::OneDnn)
         && x.device().is_cpu()
         && x.dtype() == DType::F32
 }
 
-/// Whether an op of this crate should call oneDNN for `x`: the backend in force is
-/// `OneDnn` and `x` is an f32 CPU tensor. An error if oneDNN was chosen but cannot run,
-/// so a missing feature never passes for oneDNN results.
-pub(crate) fn dispatch_onednn(x: &Tensor) -> Result<bool, KernelError> {
-    if backend() != KernelBackend::OneDnn || !x.device().is_cpu() || x.dtype() != DType::F32 {
-        return Ok(false);
+/// Where an op's input goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Stock candle ops (the `Candle` backend, another device or dtype).
+    Stock,
+    /// This crate's custom ops, computing with this backend (`Rust` or `OneDnn`).
+    Kernels(KernelBackend),
+}
+
+/// Where `x` goes under the backend in force. An error if oneDNN was chosen but cannot
+/// run, so a build without it never passes Rust results off as oneDNN's.
+pub(crate) fn route(x: &Tensor) -> Result<Route, KernelError> {
+    if !use_kernels(x) {
+        return Ok(Route::Stock);
     }
-    onednn_status()?;
-    Ok(true)
+    let b = backend();
+    if b == KernelBackend::OneDnn {
+        onednn_status()?;
+    }
+    Ok(Route::Kernels(b))
+}
+
+/// The ops that can fall back from oneDNN to the Rust kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Conv,
+    BatchNorm,
+    Pool,
+}
+
+static FALLBACK_CONV: AtomicU64 = AtomicU64::new(0);
+static FALLBACK_BN: AtomicU64 = AtomicU64::new(0);
+static FALLBACK_POOL: AtomicU64 = AtomicU64::new(0);
+/// The first few distinct reasons, for the report.
+static FALLBACK_REASONS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+const MAX_REASONS: usize = 8;
+
+/// How many op calls the oneDNN backend handed to the Rust kernels because oneDNN has no
+/// implementation for their shape, since the start (or [`reset_fallback_counts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FallbackCounts {
+    /// Convolution forward or backward passes.
+    pub conv: u64,
+    /// Batch-norm forward or backward passes.
+    pub batch_norm: u64,
+    /// Pooling forward or backward passes.
+    pub pool: u64,
+    /// The first distinct reasons (op and shape), at most eight.
+    pub reasons: Vec<String>,
+}
+
+impl FallbackCounts {
+    /// Total fallbacks over all ops.
+    pub fn total(&self) -> u64 {
+        self.conv + self.batch_norm + self.pool
+    }
+}
+
+impl std::fmt::Display for FallbackCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "oneDNN fallbacks to the Rust kernels: conv {}, batch norm {}, pool {}",
+            self.conv, self.batch_norm, self.pool
+        )?;
+        for r in &self.reasons {
+            write!(f, "\n  {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The fallback counts so far.
+pub fn fallback_counts() -> FallbackCounts {
+    FallbackCounts {
+        conv: FALLBACK_CONV.load(Ordering::Relaxed),
+        batch_norm: FALLBACK_BN.load(Ordering::Relaxed),
+        pool: FALLBACK_POOL.load(Ordering::Relaxed),
+        reasons: FALLBACK_REASONS
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// Sets the fallback counts back to zero (e.g. between benchmark configurations).
+pub fn reset_fallback_counts() {
+    for c in [&FALLBACK_CONV, &FALLBACK_BN, &FALLBACK_POOL] {
+        c.store(0, Ordering::Relaxed);
+    }
+    if let Ok(mut r) = FALLBACK_REASONS.lock() {
+        r.clear();
+    }
+}
+
+/// Records one fallback of `kind`, and its reason if it is a new one.
+pub(crate) fn count_fallback(kind: OpKind, reason: impl FnOnce() -> String) {
+    let counter = match kind {
+        OpKind::Conv => &FALLBACK_CONV,
+        OpKind::BatchNorm => &FALLBACK_BN,
+        OpKind::Pool => &FALLBACK_POOL,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    // A poisoned list only loses the reason text; the count above is what matters.
+    if let Ok(mut reasons) = FALLBACK_REASONS.lock() {
+        if reasons.len() < MAX_REASONS {
+            let r = reason();
+            if !reasons.contains(&r) {
+                reasons.push(r);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +344,34 @@ mod tests {
             (KernelBackend::Candle, (KernelBackend::Rust, true, false))
         );
         with_backend(KernelBackend::Candle, || assert!(!use_kernels(&x)));
+    }
+
+    #[test]
+    fn guard_restores_the_previous_backend() {
+        let outer = backend();
+        {
+            let _g = KernelBackend::Candle.enter();
+            assert_eq!(backend(), KernelBackend::Candle);
+            {
+                let _h = KernelBackend::Rust.enter();
+                assert_eq!(backend(), KernelBackend::Rust);
+            }
+            assert_eq!(backend(), KernelBackend::Candle);
+        }
+        assert_eq!(backend(), outer);
+    }
+
+    #[test]
+    fn fallbacks_are_counted_with_their_reason() {
+        let before = fallback_counts();
+        count_fallback(OpKind::Conv, || "conv2d: test reason".into());
+        let after = fallback_counts();
+        assert!(after.conv > before.conv);
+        assert!(after.total() > before.total());
+        assert!(after.to_string().contains("conv"), "{after}");
+        assert!(
+            after.reasons.iter().any(|r| r == "conv2d: test reason") || after.reasons.len() == 8
+        );
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! pass that keep only the per-channel mean and inverse standard deviation; the backward
 //! pass is one reduction and one pass producing the input, scale and shift gradients.
 //! With `relu`, the ReLU is applied in the same pass and its mask is read back from the
-//! output in the backward pass, so no pre-activation copy is kept.
+//! output in the backward pass, so no pre-activation copy is kept. Under the oneDNN
+//! backend, oneDNN's batch-norm primitives compute both passes instead.
 
+use crate::backend::{route, KernelBackend, OpKind, Route};
 use crate::error::KernelError;
+use crate::onednn::attempt;
 use crate::storage::{f32_slice, prepare};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -24,7 +27,7 @@ pub struct BatchStats {
     pub count: usize,
 }
 
-/// Training-mode batch norm of an NCHW `f32` CPU tensor with batch statistics.
+/// Training-mode batch norm of an NCHW tensor with batch statistics.
 ///
 /// `gamma` and `beta` have shape `(C,)`. With `relu`, returns `max(bn(x), 0)`. Also
 /// returns the batch statistics for [`update_running_stats`].
@@ -35,19 +38,12 @@ pub fn batch_norm_train(
     eps: f64,
     relu: bool,
 ) -> candle_core::Result<(Tensor, BatchStats)> {
-    let (x, gamma, beta) = prepare_all(x, gamma, beta, eps)?;
-    if crate::backend::dispatch_onednn(&x)? {
-        // The arguments were validated above (this crate's contract, e.g. eps > 0), so an
-        // error here is a shape oneDNN cannot do: the Rust kernel below runs instead.
-        if let Ok((y, s)) = vct_onednn::ops::batch_norm_train(&x, &gamma, &beta, eps, relu) {
-            let stats = BatchStats {
-                mean: s.mean,
-                var: s.var,
-                count: s.count,
-            };
-            return Ok((y, stats));
-        }
-    }
+    check_args(x, gamma, beta, eps)?;
+    let backend = match route(x)? {
+        Route::Stock => return crate::stock::batch_norm_train(x, gamma, beta, eps, relu),
+        Route::Kernels(b) => b,
+    };
+    let (x, gamma, beta) = prepare_all(x, gamma, beta)?;
     let saved = Arc::new(Mutex::new(None));
     let y = x.apply_op3(
         &gamma,
@@ -57,6 +53,7 @@ pub fn batch_norm_train(
             relu,
             running: None,
             saved: saved.clone(),
+            backend,
         },
     )?;
     let state = saved
@@ -73,7 +70,7 @@ pub fn batch_norm_train(
     Ok((y, stats))
 }
 
-/// Evaluation-mode batch norm of an NCHW `f32` CPU tensor with the running statistics.
+/// Evaluation-mode batch norm of an NCHW tensor with the running statistics.
 ///
 /// Differentiable w.r.t. `x`, `gamma` and `beta` (the running statistics are constants).
 pub fn batch_norm_eval(
@@ -85,11 +82,9 @@ pub fn batch_norm_eval(
     eps: f64,
     relu: bool,
 ) -> candle_core::Result<Tensor> {
-    let (x, gamma, beta) = prepare_all(x, gamma, beta, eps)?;
+    check_args(x, gamma, beta, eps)?;
     let c = x.dims()[1];
-    let mut stats = Vec::with_capacity(2);
     for (what, t) in [("running mean", running_mean), ("running var", running_var)] {
-        let t = prepare(t, 1, "batch_norm", what)?;
         if t.dims() != [c] {
             return Err(KernelError::Shape {
                 op: "batch_norm",
@@ -99,25 +94,24 @@ pub fn batch_norm_eval(
             }
             .into());
         }
-        stats.push(t.to_vec1::<f32>()?);
     }
-    if crate::backend::dispatch_onednn(&x)? {
-        // The arguments were validated above (this crate's contract, e.g. eps > 0), so an
-        // error here is a shape oneDNN cannot do: the Rust kernel below runs instead.
-        if let Ok(y) = vct_onednn::ops::batch_norm_eval(
-            &x,
-            &gamma,
-            &beta,
-            running_mean,
-            running_var,
-            eps,
-            relu,
-        ) {
-            return Ok(y);
+    let backend = match route(x)? {
+        Route::Stock => {
+            return crate::stock::batch_norm_eval(
+                x,
+                gamma,
+                beta,
+                running_mean,
+                running_var,
+                eps,
+                relu,
+            )
         }
-    }
-    let var = stats.pop().unwrap_or_default();
-    let mean = stats.pop().unwrap_or_default();
+        Route::Kernels(b) => b,
+    };
+    let (x, gamma, beta) = prepare_all(x, gamma, beta)?;
+    let mean = prepare(running_mean, 1, "batch_norm", "running mean")?.to_vec1::<f32>()?;
+    let var = prepare(running_var, 1, "batch_norm", "running var")?.to_vec1::<f32>()?;
     x.apply_op3(
         &gamma,
         &beta,
@@ -126,6 +120,7 @@ pub fn batch_norm_eval(
             relu,
             running: Some((mean, var)),
             saved: Arc::new(Mutex::new(None)),
+            backend,
         },
     )
 }
@@ -155,12 +150,8 @@ pub fn update_running_stats(
     Ok((mean, var))
 }
 
-fn prepare_all(
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    eps: f64,
-) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+/// Shape and range checks shared by every route.
+fn check_args(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> candle_core::Result<()> {
     const OP: &str = "batch_norm";
     if !(eps > 0.0 && eps.is_finite()) {
         return Err(KernelError::Param {
@@ -171,11 +162,17 @@ fn prepare_all(
         }
         .into());
     }
-    let x = prepare(x, 4, OP, "input")?;
+    if x.rank() != 4 {
+        return Err(KernelError::Shape {
+            op: OP,
+            what: "input",
+            got: x.dims().to_vec(),
+            expected: "4 dimensions (N, C, H, W)".into(),
+        }
+        .into());
+    }
     let c = x.dims()[1];
-    let gamma = prepare(gamma, 1, OP, "gamma")?;
-    let beta = prepare(beta, 1, OP, "beta")?;
-    for (what, t) in [("gamma", &gamma), ("beta", &beta)] {
+    for (what, t) in [("gamma", gamma), ("beta", beta)] {
         if t.dims() != [c] {
             return Err(KernelError::Shape {
                 op: OP,
@@ -186,7 +183,20 @@ fn prepare_all(
             .into());
         }
     }
-    Ok((x, gamma, beta))
+    Ok(())
+}
+
+fn prepare_all(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "batch_norm";
+    Ok((
+        prepare(x, 4, OP, "input")?,
+        prepare(gamma, 1, OP, "gamma")?,
+        prepare(beta, 1, OP, "beta")?,
+    ))
 }
 
 /// Per-channel statistics a forward pass used, kept for the backward pass.
@@ -195,15 +205,21 @@ struct Saved {
     mean: Arc<Vec<f32>>,
     var: Arc<Vec<f32>>,
     invstd: Arc<Vec<f32>>,
+    /// The forward pass ran on oneDNN (its backward primitive then runs too).
+    onednn: bool,
 }
+
+/// Per-channel mean and (biased) variance.
+type MeanVar = (Vec<f32>, Vec<f32>);
 
 /// The forward op: inputs `x`, `gamma`, `beta`.
 struct BatchNorm {
     eps: f64,
     relu: bool,
     /// `Some((mean, var))` in evaluation mode.
-    running: Option<(Vec<f32>, Vec<f32>)>,
+    running: Option<MeanVar>,
     saved: Arc<Mutex<Option<Saved>>>,
+    backend: KernelBackend,
 }
 
 /// Sums of `f(plane, channel)` over all planes of each channel, in f64, parallel over channels.
@@ -220,6 +236,51 @@ where
             })
         })
         .collect()
+}
+
+fn dnnl_shape(dims: &[usize]) -> vct_onednn::BatchNormShape {
+    vct_onednn::BatchNormShape {
+        n: dims[0],
+        c: dims[1],
+        h: dims[2],
+        w: dims[3],
+    }
+}
+
+fn relu_in_place(y: &mut [f32]) {
+    y.par_chunks_mut(1 << 15)
+        .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
+}
+
+impl BatchNorm {
+    /// The oneDNN forward pass; `None` if oneDNN declined the shape.
+    fn onednn_forward(
+        &self,
+        dims: &[usize],
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        y: &mut [f32],
+    ) -> Result<Option<MeanVar>, KernelError> {
+        const OP: &str = "batch_norm";
+        let s = dnnl_shape(dims);
+        let eps = self.eps as f32;
+        match &self.running {
+            Some((m, v)) => Ok(attempt(OpKind::BatchNorm, OP, || {
+                vct_onednn::batch_norm_forward_inference(&s, eps, x, gamma, beta, m, v, y)
+            })?
+            .map(|()| (m.clone(), v.clone()))),
+            None => {
+                let (mut m, mut v) = (vec![0f32; s.c], vec![0f32; s.c]);
+                let ran = attempt(OpKind::BatchNorm, OP, || {
+                    vct_onednn::batch_norm_forward_training(
+                        &s, eps, x, gamma, beta, y, &mut m, &mut v,
+                    )
+                })?;
+                Ok(ran.map(|()| (m, v)))
+            }
+        }
+    }
 }
 
 impl CustomOp3 for BatchNorm {
@@ -243,49 +304,67 @@ impl CustomOp3 for BatchNorm {
         let dims = l1.dims();
         let (n, c) = (dims[0], dims[1]);
         let hw: usize = dims[2..].iter().product();
-        let (mean, var): (Vec<f32>, Vec<f32>) = match &self.running {
-            Some((m, v)) => (m.clone(), v.clone()),
-            None => {
-                let count = (n * hw).max(1) as f64;
-                per_channel(n, c, |p, _| {
-                    let plane = &x[p * hw..(p + 1) * hw];
-                    plane.iter().fold((0.0, 0.0), |(s, q), &v| {
-                        let v = v as f64;
-                        (s + v, q + v * v)
-                    })
-                })
-                .into_iter()
-                .map(|(s, q)| {
-                    let m = s / count;
-                    (m as f32, (q / count - m * m).max(0.0) as f32)
-                })
-                .unzip()
-            }
-        };
-        let invstd: Vec<f32> = var
-            .iter()
-            .map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32)
-            .collect();
         let mut y = vec![0f32; x.len()];
-        if hw > 0 {
-            y.par_chunks_mut(hw)
-                .zip(x.par_chunks(hw))
-                .enumerate()
-                .for_each(|(p, (yp, xp))| {
-                    let ch = p % c;
-                    let scale = gamma[ch] * invstd[ch];
-                    let shift = beta[ch] - mean[ch] * scale;
-                    if self.relu {
-                        for (o, &v) in yp.iter_mut().zip(xp) {
-                            *o = (v * scale + shift).max(0.0);
+        let from_onednn = if self.backend == KernelBackend::OneDnn && !x.is_empty() {
+            self.onednn_forward(dims, x, gamma, beta, &mut y)?
+        } else {
+            None
+        };
+        let onednn = from_onednn.is_some();
+        let (mean, var, invstd) = if let Some((mean, var)) = from_onednn {
+            if self.relu {
+                relu_in_place(&mut y);
+            }
+            let invstd = var
+                .iter()
+                .map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32)
+                .collect();
+            (mean, var, invstd)
+        } else {
+            let (mean, var): (Vec<f32>, Vec<f32>) = match &self.running {
+                Some((m, v)) => (m.clone(), v.clone()),
+                None => {
+                    let count = (n * hw).max(1) as f64;
+                    per_channel(n, c, |p, _| {
+                        let plane = &x[p * hw..(p + 1) * hw];
+                        plane.iter().fold((0.0, 0.0), |(s, q), &v| {
+                            let v = v as f64;
+                            (s + v, q + v * v)
+                        })
+                    })
+                    .into_iter()
+                    .map(|(s, q)| {
+                        let m = s / count;
+                        (m as f32, (q / count - m * m).max(0.0) as f32)
+                    })
+                    .unzip()
+                }
+            };
+            let invstd: Vec<f32> = var
+                .iter()
+                .map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32)
+                .collect();
+            if hw > 0 {
+                y.par_chunks_mut(hw)
+                    .zip(x.par_chunks(hw))
+                    .enumerate()
+                    .for_each(|(p, (yp, xp))| {
+                        let ch = p % c;
+                        let scale = gamma[ch] * invstd[ch];
+                        let shift = beta[ch] - mean[ch] * scale;
+                        if self.relu {
+                            for (o, &v) in yp.iter_mut().zip(xp) {
+                                *o = (v * scale + shift).max(0.0);
+                            }
+                        } else {
+                            for (o, &v) in yp.iter_mut().zip(xp) {
+                                *o = v * scale + shift;
+                            }
                         }
-                    } else {
-                        for (o, &v) in yp.iter_mut().zip(xp) {
-                            *o = v * scale + shift;
-                        }
-                    }
-                });
-        }
+                    });
+            }
+            (mean, var, invstd)
+        };
         *self
             .saved
             .lock()
@@ -293,6 +372,7 @@ impl CustomOp3 for BatchNorm {
             mean: Arc::new(mean),
             var: Arc::new(var),
             invstd: Arc::new(invstd),
+            onednn,
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -320,6 +400,7 @@ impl CustomOp3 for BatchNorm {
             &BatchNormBackward {
                 relu: self.relu,
                 train: self.running.is_none(),
+                eps: self.eps,
                 gamma: gamma.to_vec1()?,
                 saved,
             },
@@ -345,8 +426,53 @@ impl CustomOp3 for BatchNorm {
 struct BatchNormBackward {
     relu: bool,
     train: bool,
+    eps: f64,
     gamma: Vec<f32>,
     saved: Saved,
+}
+
+impl BatchNormBackward {
+    /// oneDNN's backward pass into `out`; `false` if oneDNN declined the shape.
+    fn onednn(
+        &self,
+        dims: &[usize],
+        x: &[f32],
+        dy: &[f32],
+        y: &[f32],
+        out: &mut [f32],
+    ) -> Result<bool, KernelError> {
+        let s = dnnl_shape(dims);
+        let masked: Vec<f32>;
+        let dy = if self.relu {
+            // ReLU's gradient: zero where the output was clamped.
+            masked = dy
+                .iter()
+                .zip(y)
+                .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+                .collect();
+            &masked[..]
+        } else {
+            dy
+        };
+        let (dx, rest) = out.split_at_mut(s.len());
+        let (dgamma, dbeta) = rest.split_at_mut(s.c);
+        let ran = attempt(OpKind::BatchNorm, "batch_norm backward", || {
+            vct_onednn::batch_norm_backward(
+                &s,
+                self.eps as f32,
+                !self.train,
+                x,
+                dy,
+                &self.gamma,
+                &self.saved.mean,
+                &self.saved.var,
+                dx,
+                dgamma,
+                dbeta,
+            )
+        })?;
+        Ok(ran.is_some())
+    }
 }
 
 impl CustomOp3 for BatchNormBackward {
@@ -379,6 +505,12 @@ impl CustomOp3 for BatchNormBackward {
         let dims = l1.dims();
         let (n, c) = (dims[0], dims[1]);
         let hw: usize = dims[2..].iter().product();
+        if self.saved.onednn && !x.is_empty() {
+            let mut out = vec![0f32; x.len() + 2 * c];
+            if self.onednn(dims, x, dy, y, &mut out)? {
+                return Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)));
+            }
+        }
         let (mean, invstd) = (&self.saved.mean, &self.saved.invstd);
         let relu = self.relu;
         // Σ dy' and Σ dy'·(x − mean) per channel, dy' being dy masked by the ReLU.

@@ -65,6 +65,15 @@ pub enum KernelError {
         /// Why, and how to get it.
         reason: String,
     },
+    /// oneDNN failed on a shape it supports (out of memory, a poisoned lock, ...); shapes
+    /// it has no implementation for fall back to the Rust kernels instead.
+    #[error("{op}: oneDNN failed: {source}")]
+    OneDnn {
+        /// The op that was called.
+        op: &'static str,
+        /// oneDNN's error.
+        source: vct_onednn::Error,
+    },
     /// State saved by a forward pass was missing in the backward pass.
     #[error("{op}: backward ran without the state saved by its forward pass")]
     MissingForwardState {

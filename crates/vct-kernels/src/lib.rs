@@ -1,9 +1,10 @@
 //! Fast CPU convolution, batch-norm and pooling kernels exposed to candle as custom ops.
 //!
 //! Every op here is a candle [`candle_core::CustomOp1`]/`2`/`3` with its own backward, so
-//! it composes with candle's autograd (`Tensor::backward`). The kernels work on
-//! contiguous `f32` NCHW tensors on the CPU and use rayon over planes or images; other
-//! devices and dtypes get a clear error (callers keep stock candle ops for those).
+//! it composes with candle's autograd (`Tensor::backward`). The kernels work on `f32`
+//! NCHW tensors on the CPU and use rayon over planes or images. Each public function
+//! routes its input itself ([`backend`]): other devices and dtypes, and the `Candle`
+//! backend, get the same op built from stock candle ops, so callers never branch.
 //!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
@@ -19,13 +20,18 @@ pub mod backend;
 pub mod bn;
 pub mod conv;
 pub mod error;
+mod onednn;
 #[cfg(all(test, feature = "onednn"))]
 mod onednn_tests;
 pub mod ops;
 pub mod pool;
+mod stock;
 mod storage;
 #[cfg(test)]
 mod testutil;
 
-pub use backend::{backend, set_backend, use_kernels, with_backend, KernelBackend};
+pub use backend::{
+    backend, fallback_counts, reset_fallback_counts, set_backend, use_kernels, with_backend,
+    BackendGuard, FallbackCounts, KernelBackend,
+};
 pub use error::KernelError;

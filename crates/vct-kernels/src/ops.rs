@@ -1,9 +1,12 @@
-//! Small fused elementwise ops that save autograd nodes: `relu(a + b)` for residual joins.
+//! Small fused elementwise ops that save autograd nodes: `relu(a + b)` for residual joins,
+//! ReLU, and a per-channel bias with optional ReLU.
 //!
 //! Built from stock ops, a residual join is an add and a ReLU, and the ReLU's backward
 //! alone is five full-size passes in candle (compare, cast, multiply, zero-fill, add).
 //! Here the forward is one pass and the backward one masking pass shared by both inputs.
+//! Tensors that are not `f32` on the CPU, and the `Candle` backend, use stock ops.
 
+use crate::backend::use_kernels;
 use crate::error::KernelError;
 use crate::storage::{f32_slice, prepare};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
@@ -12,11 +15,9 @@ use rayon::prelude::*;
 /// Elements per rayon task in the elementwise loops.
 const CHUNK: usize = 1 << 15;
 
-/// `relu(a + b)` for two `f32` CPU tensors of the same shape, differentiable in both.
+/// `relu(a + b)` for two tensors of the same shape, differentiable in both.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     const OP: &str = "add_relu";
-    let a = prepare(a, a.rank(), OP, "lhs")?;
-    let b = prepare(b, b.rank(), OP, "rhs")?;
     if a.dims() != b.dims() {
         return Err(KernelError::Shape {
             op: OP,
@@ -26,6 +27,11 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
         }
         .into());
     }
+    if !(use_kernels(a) && use_kernels(b)) {
+        return (a + b)?.relu();
+    }
+    let a = prepare(a, a.rank(), OP, "lhs")?;
+    let b = prepare(b, b.rank(), OP, "rhs")?;
     a.apply_op2(&b, AddRelu)
 }
 
@@ -101,10 +107,137 @@ impl CustomOp2 for ReluMask {
     }
 }
 
-/// `relu(x)` for an `f32` CPU tensor, with a one-pass backward.
+/// `relu(x)`, with a one-pass backward.
 pub fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if !use_kernels(x) {
+        return x.relu();
+    }
     let x = prepare(x, x.rank(), "relu", "input")?;
     x.apply_op1(Relu)
+}
+
+/// `x + b` per channel of an NCHW tensor (`b` of shape `(C,)`), then ReLU if `relu`:
+/// one pass forward, one masking pass and one reduction backward (candle's broadcast add
+/// costs about five convolutions' worth of passes in its backward).
+pub fn bias_act(x: &Tensor, b: &Tensor, relu: bool) -> candle_core::Result<Tensor> {
+    const OP: &str = "bias_act";
+    if x.rank() != 4 {
+        return Err(KernelError::Shape {
+            op: OP,
+            what: "input",
+            got: x.dims().to_vec(),
+            expected: "4 dimensions (N, C, H, W)".into(),
+        }
+        .into());
+    }
+    let c = x.dims()[1];
+    if b.dims() != [c] {
+        return Err(KernelError::Shape {
+            op: OP,
+            what: "bias",
+            got: b.dims().to_vec(),
+            expected: format!("({c},), one value per channel"),
+        }
+        .into());
+    }
+    if !use_kernels(x) {
+        return crate::stock::bias_act(x, b, relu);
+    }
+    let x = prepare(x, 4, OP, "input")?;
+    let b = prepare(b, 1, OP, "bias")?;
+    x.apply_op2(&b, BiasAct { relu })
+}
+
+struct BiasAct {
+    relu: bool,
+}
+
+impl CustomOp2 for BiasAct {
+    fn name(&self) -> &'static str {
+        "vct-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "bias_act", "input")?;
+        let b = f32_slice(s2, l2, "bias_act", "bias")?;
+        let dims = l1.dims();
+        let c = dims[1];
+        let hw: usize = dims[2..].iter().product();
+        let mut y = vec![0f32; x.len()];
+        if hw > 0 {
+            y.par_chunks_mut(hw)
+                .zip(x.par_chunks(hw))
+                .enumerate()
+                .for_each(|(p, (yp, xp))| {
+                    let bias = b[p % c];
+                    if self.relu {
+                        for (o, &v) in yp.iter_mut().zip(xp) {
+                            *o = (v + bias).max(0.0);
+                        }
+                    } else {
+                        for (o, &v) in yp.iter_mut().zip(xp) {
+                            *o = v + bias;
+                        }
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad_res.contiguous()?;
+        let g = if self.relu {
+            g.apply_op2_no_bwd(&res.contiguous()?, &ReluMask)?
+        } else {
+            g
+        };
+        let db = if b.track_op() {
+            Some(g.apply_op1_no_bwd(&ChannelSum)?)
+        } else {
+            None
+        };
+        Ok((x.track_op().then_some(g), db))
+    }
+}
+
+/// Σ over N, H and W of an NCHW tensor: `(C,)`.
+struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "vct-channel-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = f32_slice(s, l, "bias_act backward", "output gradient")?;
+        let dims = l.dims();
+        let (n, c) = (dims[0], dims[1]);
+        let hw: usize = dims[2..].iter().product();
+        let sums: Vec<f32> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                (0..n)
+                    .map(|i| {
+                        let p = (i * c + ch) * hw;
+                        g[p..p + hw].iter().map(|&v| v as f64).sum::<f64>()
+                    })
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        Ok((CpuStorage::F32(sums), Shape::from(c)))
+    }
 }
 
 struct Relu;
@@ -172,6 +305,40 @@ mod tests {
         finite_diff_check(&rng.distinct_tensor(&[2, 3, 5, 4]), |t| add_relu(t, &bt), 1)?;
         finite_diff_check(&rng.distinct_tensor(&[3, 7]), relu, 2)?;
         assert!(add_relu(&bt, &rng.tensor(&[2, 3, 5])).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn bias_act_matches_stock_ops_with_gradients() -> candle_core::Result<()> {
+        let mut rng = crate::testutil::Rng::new(41);
+        for relu in [false, true] {
+            let x = rng.tensor(&[2, 3, 4, 5]);
+            let b = rng.tensor(&[3]);
+            let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+                let (xv, bv) = (Var::from_tensor(&x)?, Var::from_tensor(&b)?);
+                let y = bias_act(xv.as_tensor(), bv.as_tensor(), relu)?;
+                let r = crate::testutil::Rng::new(42).tensor(y.dims());
+                let g = (&y * &r)?.sum_all()?.backward()?;
+                let mut out = vec![y.flatten_all()?.to_vec1()?];
+                for v in [&xv, &bv] {
+                    out.push(g.get(v).expect("a gradient").flatten_all()?.to_vec1()?);
+                }
+                Ok(out)
+            };
+            let ours = run()?;
+            let stock = crate::with_backend(crate::KernelBackend::Candle, run)?;
+            for (a, s) in ours.iter().zip(&stock) {
+                let d = crate::testutil::max_rel_diff(a, s);
+                assert!(d < 1e-5, "relu {relu}: differs by {d}");
+            }
+        }
+        let x = Tensor::zeros(
+            (1, 3, 2, 2),
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )?;
+        let b = Tensor::zeros(2, candle_core::DType::F32, &candle_core::Device::Cpu)?;
+        assert!(bias_act(&x, &b, false).is_err());
         Ok(())
     }
 }

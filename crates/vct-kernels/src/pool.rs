@@ -4,42 +4,96 @@
 //! windows (ResNet's 3×3/2 stem pool, BN-Inception's pools); these ops fill that gap.
 //! Output sizes, padding (−∞ for max, zeros for average) and average divisors follow
 //! `torch.nn.functional.{max,avg}_pool2d` exactly, including ceil-mode windows that
-//! overhang the padded input.
+//! overhang the padded input (and inputs smaller than the window, which ceil mode
+//! allows), plus TensorFlow's "SAME" layout. The window arithmetic lives here once
+//! ([`Geometry`]) and serves the Rust kernels, oneDNN (explicit padding) and the stock
+//! candle path alike.
 
+use crate::backend::{route, KernelBackend, OpKind, Route};
 use crate::error::KernelError;
+use crate::onednn::{attempt, declined};
 use crate::storage::{f32_slice, prepare};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
+/// Max, or average with the padding counted in the divisor or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PoolKind {
+    Max,
+    Avg { include_pad: bool },
+}
+
 /// Window geometry of a 2-D pooling op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geometry {
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
+pub(crate) struct Geometry {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) sh: usize,
+    pub(crate) sw: usize,
     /// Padding before (top, left) and after (bottom, right): equal in PyTorch's layout,
-    /// possibly one more after in TF's "SAME" layout.
-    ph: (usize, usize),
-    pw: (usize, usize),
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
+    /// possibly one more after in TF's "SAME" layout. Ceil-mode windows may reach past
+    /// the padding after; they are clipped.
+    pub(crate) ph: (usize, usize),
+    pub(crate) pw: (usize, usize),
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
 }
 
 impl Geometry {
-    /// The input rows `[start, end)` clipped to the input, and the unclipped window
-    /// clipped to the padded extent only (for `count_include_pad`), of output row `o`.
+    /// The input rows `[start, end)` of output row `o`, clipped to the input, and the
+    /// window's length clipped to the padded extent only (for `count_include_pad`).
     #[inline]
-    fn rows(&self, o: usize) -> (usize, usize, usize) {
+    pub(crate) fn rows(&self, o: usize) -> (usize, usize, usize) {
         window(o, self.kh, self.sh, self.ph, self.h)
     }
 
+    /// The same for output column `o`.
     #[inline]
-    fn cols(&self, o: usize) -> (usize, usize, usize) {
+    pub(crate) fn cols(&self, o: usize) -> (usize, usize, usize) {
         window(o, self.kw, self.sw, self.pw, self.w)
+    }
+
+    /// The divisor of an average over window `(r, c)` (from [`Geometry::rows`] and
+    /// [`Geometry::cols`]).
+    #[inline]
+    pub(crate) fn divisor(
+        &self,
+        r: (usize, usize, usize),
+        c: (usize, usize, usize),
+        include_pad: bool,
+    ) -> f32 {
+        let n = if include_pad {
+            r.2 * c.2
+        } else {
+            (r.1 - r.0) * (c.1 - c.0)
+        };
+        // An empty window (impossible with validated geometry) gets divisor 1, output 0.
+        n.max(1) as f32
+    }
+
+    fn in_plane(&self) -> usize {
+        self.h * self.w
+    }
+
+    fn out_plane(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Padding after the input that the last window reaches (explicit end padding for
+    /// oneDNN, whose output size follows from it).
+    fn end_padding(&self) -> (usize, usize) {
+        let end = |o: usize, k: usize, s: usize, before: usize, n: usize| {
+            ((o - 1) * s + k).saturating_sub(n + before)
+        };
+        (
+            end(self.oh, self.kh, self.sh, self.ph.0, self.h),
+            end(self.ow, self.kw, self.sw, self.pw.0, self.w),
+        )
     }
 }
 
@@ -55,7 +109,7 @@ fn window(o: usize, k: usize, s: usize, p: (usize, usize), n: usize) -> (usize, 
     (start, end.max(start), padded_len)
 }
 
-/// PyTorch's `pooling_output_shape` for one spatial dimension.
+/// PyTorch's `pooling_output_shape` for one spatial dimension (dilation 1).
 fn out_size(
     op: &'static str,
     what: &'static str,
@@ -65,41 +119,25 @@ fn out_size(
     p: usize,
     ceil: bool,
 ) -> Result<usize, KernelError> {
-    let span = n + 2 * p;
-    if span < k {
+    let num = (n + 2 * p) as i64 - k as i64 + if ceil { s as i64 - 1 } else { 0 };
+    let mut out = num.div_euclid(s as i64) + 1;
+    // The last window must start inside the input or the left padding.
+    if ceil && out > 0 && (out - 1) * s as i64 >= (n + p) as i64 {
+        out -= 1;
+    }
+    if out < 1 {
         return Err(KernelError::Param {
             op,
             what,
             got: format!("input {n} + 2×padding {p}"),
-            expected: format!("at least the kernel size {k}"),
+            expected: format!("at least the kernel size {k} (or ceil mode)"),
         });
     }
-    let mut out = if ceil {
-        (span - k).div_ceil(s) + 1
-    } else {
-        (span - k) / s + 1
-    };
-    // The last window must start inside the input or the left padding.
-    if ceil && (out - 1) * s >= n + p {
-        out -= 1;
-    }
-    Ok(out)
+    Ok(out as usize)
 }
 
-fn geometry(
-    op: &'static str,
-    dims: &[usize],
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    ceil: bool,
-) -> Result<Geometry, KernelError> {
-    for (what, v) in [
-        ("kernel height", kernel.0),
-        ("kernel width", kernel.1),
-        ("stride height", stride.0),
-        ("stride width", stride.1),
-    ] {
+fn nonzero(op: &'static str, pairs: &[(&'static str, usize)]) -> Result<(), KernelError> {
+    for &(what, v) in pairs {
         if v == 0 {
             return Err(KernelError::Param {
                 op,
@@ -109,6 +147,27 @@ fn geometry(
             });
         }
     }
+    Ok(())
+}
+
+/// PyTorch's geometry: symmetric padding, optional ceil mode.
+fn geometry(
+    op: &'static str,
+    dims: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil: bool,
+) -> Result<Geometry, KernelError> {
+    nonzero(
+        op,
+        &[
+            ("kernel height", kernel.0),
+            ("kernel width", kernel.1),
+            ("stride height", stride.0),
+            ("stride width", stride.1),
+        ],
+    )?;
     for (what, p, k) in [
         ("padding height", padding.0, kernel.0),
         ("padding width", padding.1, kernel.1),
@@ -126,6 +185,8 @@ fn geometry(
     let oh = out_size(op, "height", h, kernel.0, stride.0, padding.0, ceil)?;
     let ow = out_size(op, "width", w, kernel.1, stride.1, padding.1, ceil)?;
     Ok(Geometry {
+        n: dims[0],
+        c: dims[1],
         kh: kernel.0,
         kw: kernel.1,
         sh: stride.0,
@@ -139,68 +200,9 @@ fn geometry(
     })
 }
 
-/// Max pooling over NCHW `f32` CPU tensors with PyTorch semantics, differentiable.
-///
-/// Padding counts as −∞; with `ceil_mode` the last window may overhang the input but
-/// must start inside the input or the left padding. The backward pass routes each output
-/// gradient to the (first) maximum of its window, remembered from the forward pass.
-pub fn max_pool2d(
-    x: &Tensor,
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    ceil_mode: bool,
-) -> candle_core::Result<Tensor> {
-    const OP: &str = "max_pool2d";
-    let x = prepare(x, 4, OP, "input")?;
-    let g = geometry(OP, x.dims(), kernel, stride, padding, ceil_mode)?;
-    if crate::backend::dispatch_onednn(&x)? {
-        // The geometry was validated above (PyTorch's rules, stricter than oneDNN's), so an
-        // error here is one oneDNN cannot do: the Rust kernel below runs instead.
-        if let Ok(y) = vct_onednn::ops::max_pool2d(&x, kernel, stride, padding, ceil_mode) {
-            return Ok(y);
-        }
-    }
-    x.apply_op1(MaxPool {
-        g,
-        argmax: Arc::new(Mutex::new(None)),
-    })
-}
-
-/// Average pooling over NCHW `f32` CPU tensors with PyTorch semantics, differentiable.
-///
-/// The divisor is the window size clipped to the padded input (`count_include_pad`) or
-/// to the input itself (otherwise), exactly as `torch.nn.functional.avg_pool2d`.
-pub fn avg_pool2d(
-    x: &Tensor,
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-    ceil_mode: bool,
-    count_include_pad: bool,
-) -> candle_core::Result<Tensor> {
-    const OP: &str = "avg_pool2d";
-    let x = prepare(x, 4, OP, "input")?;
-    let g = geometry(OP, x.dims(), kernel, stride, padding, ceil_mode)?;
-    if crate::backend::dispatch_onednn(&x)? {
-        // oneDNN refuses ceil-mode windows overhanging the padding with
-        // `count_include_pad` (PyTorch clips that divisor, oneDNN cannot): those, and any
-        // other refused geometry, run on the Rust kernel below.
-        if let Ok(y) =
-            vct_onednn::ops::avg_pool2d(&x, kernel, stride, padding, ceil_mode, count_include_pad)
-        {
-            return Ok(y);
-        }
-    }
-    x.apply_op1(AvgPool {
-        g,
-        count_include_pad,
-    })
-}
-
 /// Output size and padding `(before, after)` of TF's "SAME" layout along one dimension.
-fn same_dim(n: usize, k: usize, s: usize) -> (usize, (usize, usize)) {
-    let out = n.div_ceil(s);
+pub fn same_padding(n: usize, k: usize, s: usize) -> (usize, (usize, usize)) {
+    let out = n.div_ceil(s.max(1));
     let total = ((out.saturating_sub(1)) * s + k).saturating_sub(n);
     (out, (total / 2, total - total / 2))
 }
@@ -211,19 +213,10 @@ fn same_geometry(
     kernel: usize,
     stride: usize,
 ) -> Result<Geometry, KernelError> {
-    for (what, v) in [("kernel", kernel), ("stride", stride)] {
-        if v == 0 {
-            return Err(KernelError::Param {
-                op,
-                what,
-                got: "0".into(),
-                expected: "at least 1".into(),
-            });
-        }
-    }
+    nonzero(op, &[("kernel", kernel), ("stride", stride)])?;
     let (h, w) = (dims[2], dims[3]);
-    let (oh, ph) = same_dim(h, kernel, stride);
-    let (ow, pw) = same_dim(w, kernel, stride);
+    let (oh, ph) = same_padding(h, kernel, stride);
+    let (ow, pw) = same_padding(w, kernel, stride);
     if ph.0 >= kernel || pw.0 >= kernel || ph.1 >= kernel || pw.1 >= kernel {
         return Err(KernelError::Param {
             op,
@@ -233,6 +226,8 @@ fn same_geometry(
         });
     }
     Ok(Geometry {
+        n: dims[0],
+        c: dims[1],
         kh: kernel,
         kw: kernel,
         sh: stride,
@@ -246,76 +241,215 @@ fn same_geometry(
     })
 }
 
+/// Routes a validated pooling: stock candle ops, or this crate's op on its backend.
+fn pool(
+    op: &'static str,
+    x: &Tensor,
+    kind: PoolKind,
+    geometry: impl FnOnce(&[usize]) -> Result<Geometry, KernelError>,
+) -> candle_core::Result<Tensor> {
+    if x.rank() != 4 {
+        return Err(KernelError::Shape {
+            op,
+            what: "input",
+            got: x.dims().to_vec(),
+            expected: "4 dimensions (N, C, H, W)".into(),
+        }
+        .into());
+    }
+    let g = geometry(x.dims())?;
+    match route(x)? {
+        Route::Stock => crate::stock::pool(x, &g, kind),
+        Route::Kernels(backend) => {
+            let x = prepare(x, 4, op, "input")?;
+            let training = x.track_op();
+            x.apply_op1(Pool {
+                g,
+                kind,
+                backend,
+                training,
+                saved: Arc::new(Mutex::new(None)),
+            })
+        }
+    }
+}
+
+/// Max pooling over NCHW tensors with PyTorch semantics, differentiable.
+///
+/// Padding counts as −∞; with `ceil_mode` the last window may overhang the input but
+/// must start inside the input or the left padding. The backward pass routes each output
+/// gradient to the (first) maximum of its window, remembered from the forward pass.
+pub fn max_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil_mode: bool,
+) -> candle_core::Result<Tensor> {
+    const OP: &str = "max_pool2d";
+    pool(OP, x, PoolKind::Max, |d| {
+        geometry(OP, d, kernel, stride, padding, ceil_mode)
+    })
+}
+
+/// Average pooling over NCHW tensors with PyTorch semantics, differentiable.
+///
+/// The divisor is the window size clipped to the padded input (`count_include_pad`) or
+/// to the input itself (otherwise), exactly as `torch.nn.functional.avg_pool2d`.
+pub fn avg_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> candle_core::Result<Tensor> {
+    const OP: &str = "avg_pool2d";
+    let kind = PoolKind::Avg {
+        include_pad: count_include_pad,
+    };
+    pool(OP, x, kind, |d| {
+        geometry(OP, d, kernel, stride, padding, ceil_mode)
+    })
+}
+
 /// Max pooling with TF's "SAME" padding (output `ceil(in / stride)`; padding never wins).
 pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> candle_core::Result<Tensor> {
     const OP: &str = "max_pool2d_same";
-    let x = prepare(x, 4, OP, "input")?;
-    let g = same_geometry(OP, x.dims(), kernel, stride)?;
-    if crate::backend::dispatch_onednn(&x)? {
-        // The geometry was validated above (PyTorch's rules, stricter than oneDNN's), so an
-        // error here is one oneDNN cannot do: the Rust kernel below runs instead.
-        if let Ok(y) = vct_onednn::ops::max_pool2d_same(&x, kernel, stride) {
-            return Ok(y);
-        }
-    }
-    x.apply_op1(MaxPool {
-        g,
-        argmax: Arc::new(Mutex::new(None)),
+    pool(OP, x, PoolKind::Max, |d| {
+        same_geometry(OP, d, kernel, stride)
     })
 }
 
 /// Average pooling with TF's "SAME" padding (the divisor counts real elements only).
 pub fn avg_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> candle_core::Result<Tensor> {
     const OP: &str = "avg_pool2d_same";
-    let x = prepare(x, 4, OP, "input")?;
-    let g = same_geometry(OP, x.dims(), kernel, stride)?;
-    if crate::backend::dispatch_onednn(&x)? {
-        // The geometry was validated above (PyTorch's rules, stricter than oneDNN's), so an
-        // error here is one oneDNN cannot do: the Rust kernel below runs instead.
-        if let Ok(y) = vct_onednn::ops::avg_pool2d_same(&x, kernel, stride) {
-            return Ok(y);
-        }
-    }
-    x.apply_op1(AvgPool {
-        g,
-        count_include_pad: false,
-    })
+    let kind = PoolKind::Avg { include_pad: false };
+    pool(OP, x, kind, |d| same_geometry(OP, d, kernel, stride))
 }
 
-/// Forward max pooling; keeps the argmax of every output for the backward pass.
-struct MaxPool {
+/// What a forward pass keeps for its backward pass.
+enum Saved {
+    /// Rust max pooling: the input index of every output's maximum.
+    Argmax(Arc<Vec<u32>>),
+    /// oneDNN's workspace (max) or nothing (average), for its backward primitive.
+    OneDnn(Arc<vct_onednn::PoolWorkspace>),
+    /// Rust average pooling: nothing to keep.
+    Nothing,
+}
+
+/// The forward pooling op.
+struct Pool {
     g: Geometry,
-    argmax: Arc<Mutex<Option<Arc<Vec<u32>>>>>,
+    kind: PoolKind,
+    backend: KernelBackend,
+    /// Whether a backward pass may follow (oneDNN then keeps a workspace).
+    training: bool,
+    saved: Arc<Mutex<Option<Saved>>>,
 }
 
 /// Marks an output whose window held no input element (cannot happen with valid geometry).
 const NO_ARGMAX: u32 = u32::MAX;
 
-impl CustomOp1 for MaxPool {
+/// The oneDNN form of a pooling, or why it has none.
+fn dnnl_pool(
+    g: &Geometry,
+    kind: PoolKind,
+) -> Result<(vct_onednn::Pool2dShape, vct_onednn::PoolKind), String> {
+    let pad_end = g.end_padding();
+    let s = vct_onednn::Pool2dShape {
+        n: g.n,
+        c: g.c,
+        h: g.h,
+        w: g.w,
+        kernel: (g.kh, g.kw),
+        stride: (g.sh, g.sw),
+        pad_begin: (g.ph.0, g.pw.0),
+        pad_end,
+    };
+    let k = match kind {
+        PoolKind::Max => vct_onednn::PoolKind::Max,
+        PoolKind::Avg { include_pad: false } => vct_onednn::PoolKind::AvgExcludePad,
+        PoolKind::Avg { include_pad: true } => {
+            // oneDNN divides by the whole window; PyTorch clips the divisor where a
+            // ceil-mode window overhangs the padding.
+            if pad_end.0 > g.ph.1 || pad_end.1 > g.pw.1 {
+                return Err(format!(
+                    "average pooling including padding whose last window overhangs the \
+                     padding ({pad_end:?} > {:?})",
+                    (g.ph.1, g.pw.1)
+                ));
+            }
+            vct_onednn::PoolKind::AvgIncludePad
+        }
+    };
+    if (s.out_h(), s.out_w()) != (g.oh, g.ow) || s.validate("pool2d").is_err() {
+        return Err(format!("no explicit-padding form of {g:?}"));
+    }
+    Ok((s, k))
+}
+
+impl Pool {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Option<Saved>>, KernelError> {
+        self.saved
+            .lock()
+            .map_err(|_| KernelError::MissingForwardState { op: "pool2d" })
+    }
+}
+
+impl CustomOp1 for Pool {
     fn name(&self) -> &'static str {
-        "vct-max-pool2d"
+        "vct-pool2d"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, "max_pool2d", "input")?;
-        let dims = l.dims();
-        let (n, c) = (dims[0], dims[1]);
+        const OP: &str = "pool2d";
+        let x = f32_slice(s, l, OP, "input")?;
         let g = self.g;
-        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-        let mut out = vec![0f32; n * c * out_plane];
-        let mut arg = vec![0u32; n * c * out_plane];
-        if out_plane > 0 && in_plane > 0 {
-            out.par_chunks_mut(out_plane)
-                .zip(arg.par_chunks_mut(out_plane))
-                .zip(x.par_chunks(in_plane))
-                .for_each(|((o, a), xp)| max_plane(&g, xp, o, a));
+        let shape = Shape::from((g.n, g.c, g.oh, g.ow));
+        let mut out = vec![0f32; g.n * g.c * g.out_plane()];
+        if self.backend == KernelBackend::OneDnn {
+            match dnnl_pool(&g, self.kind) {
+                Ok((ds, dk)) => {
+                    let ran = attempt(OpKind::Pool, OP, || {
+                        if self.training {
+                            vct_onednn::pool2d_forward_training(&ds, dk, x, &mut out).map(Some)
+                        } else {
+                            vct_onednn::pool2d_forward(&ds, dk, x, &mut out).map(|()| None)
+                        }
+                    })?;
+                    if let Some(ws) = ran {
+                        if let Some(ws) = ws {
+                            *self.lock()? = Some(Saved::OneDnn(Arc::new(ws)));
+                        }
+                        return Ok((CpuStorage::F32(out), shape));
+                    }
+                }
+                Err(why) => declined(OpKind::Pool, OP, || why),
+            }
         }
-        *self
-            .argmax
-            .lock()
-            .map_err(|_| KernelError::MissingForwardState { op: "max_pool2d" })? =
-            Some(Arc::new(arg));
-        Ok((CpuStorage::F32(out), Shape::from((n, c, g.oh, g.ow))))
+        let (ip, op) = (g.in_plane(), g.out_plane());
+        match self.kind {
+            PoolKind::Max => {
+                let mut arg = vec![0u32; out.len()];
+                if op > 0 && ip > 0 {
+                    out.par_chunks_mut(op)
+                        .zip(arg.par_chunks_mut(op))
+                        .zip(x.par_chunks(ip))
+                        .for_each(|((o, a), xp)| max_plane(&g, xp, o, a));
+                }
+                *self.lock()? = Some(Saved::Argmax(Arc::new(arg)));
+            }
+            PoolKind::Avg { include_pad } => {
+                if op > 0 && ip > 0 {
+                    out.par_chunks_mut(op)
+                        .zip(x.par_chunks(ip))
+                        .for_each(|(o, xp)| avg_plane(&g, include_pad, xp, o));
+                }
+                *self.lock()? = Some(Saved::Nothing);
+            }
+        }
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(
@@ -324,16 +458,17 @@ impl CustomOp1 for MaxPool {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let argmax = self
-            .argmax
-            .lock()
-            .map_err(|_| KernelError::MissingForwardState { op: "max_pool2d" })?
-            .clone()
-            .ok_or(KernelError::MissingForwardState { op: "max_pool2d" })?;
+        let saved = match self.lock()?.as_ref() {
+            Some(Saved::Argmax(a)) => Saved::Argmax(a.clone()),
+            Some(Saved::OneDnn(w)) => Saved::OneDnn(w.clone()),
+            Some(Saved::Nothing) => Saved::Nothing,
+            None => return Err(KernelError::MissingForwardState { op: "pool2d" }.into()),
+        };
         let grad = grad_res.contiguous()?;
-        let dx = grad.apply_op1_no_bwd(&MaxPoolBackward {
+        let dx = grad.apply_op1_no_bwd(&PoolBackward {
             g: self.g,
-            argmax,
+            kind: self.kind,
+            saved,
             in_shape: arg.shape().clone(),
         })?;
         Ok(Some(dx))
@@ -366,161 +501,118 @@ fn max_plane(g: &Geometry, x: &[f32], out: &mut [f32], arg: &mut [u32]) {
     }
 }
 
-/// Backward of max pooling: scatters output gradients to the remembered argmax positions.
-struct MaxPoolBackward {
+fn avg_plane(g: &Geometry, include_pad: bool, xp: &[f32], o: &mut [f32]) {
+    for oy in 0..g.oh {
+        let r = g.rows(oy);
+        for ox in 0..g.ow {
+            let cw = g.cols(ox);
+            let mut sum = 0f32;
+            for iy in r.0..r.1 {
+                sum += xp[iy * g.w + cw.0..iy * g.w + cw.1].iter().sum::<f32>();
+            }
+            o[oy * g.ow + ox] = sum / g.divisor(r, cw, include_pad);
+        }
+    }
+}
+
+/// The input gradient of a pooling, from the output gradient and what the forward kept.
+struct PoolBackward {
     g: Geometry,
-    argmax: Arc<Vec<u32>>,
+    kind: PoolKind,
+    saved: Saved,
     in_shape: Shape,
 }
 
-impl CustomOp1 for MaxPoolBackward {
+impl CustomOp1 for PoolBackward {
     fn name(&self) -> &'static str {
-        "vct-max-pool2d-backward"
+        "vct-pool2d-backward"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let gy = f32_slice(s, l, "max_pool2d backward", "output gradient")?;
-        let (in_plane, out_plane) = (self.g.h * self.g.w, self.g.oh * self.g.ow);
-        if gy.len() != self.argmax.len() {
-            return Err(KernelError::Shape {
-                op: "max_pool2d backward",
-                what: "output gradient",
-                got: l.dims().to_vec(),
-                expected: format!("{} elements as the forward output", self.argmax.len()),
-            }
-            .into());
-        }
-        let mut dx = vec![0f32; self.in_shape.elem_count()];
-        if out_plane > 0 && in_plane > 0 {
-            dx.par_chunks_mut(in_plane)
-                .zip(gy.par_chunks(out_plane))
-                .zip(self.argmax.par_chunks(out_plane))
-                .for_each(|((d, gp), ap)| {
-                    for (&gv, &a) in gp.iter().zip(ap) {
-                        if let Some(slot) = d.get_mut(a as usize) {
-                            *slot += gv;
-                        }
-                    }
-                });
-        }
-        Ok((CpuStorage::F32(dx), self.in_shape.clone()))
-    }
-}
-
-/// Forward average pooling.
-struct AvgPool {
-    g: Geometry,
-    count_include_pad: bool,
-}
-
-impl AvgPool {
-    #[inline]
-    fn divisor(&self, r: (usize, usize, usize), c: (usize, usize, usize)) -> f32 {
-        let n = if self.count_include_pad {
-            r.2 * c.2
-        } else {
-            (r.1 - r.0) * (c.1 - c.0)
-        };
-        // An empty window (impossible with validated geometry) gets divisor 1, output 0.
-        n.max(1) as f32
-    }
-}
-
-impl CustomOp1 for AvgPool {
-    fn name(&self) -> &'static str {
-        "vct-avg-pool2d"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, "avg_pool2d", "input")?;
-        let dims = l.dims();
-        let (n, c) = (dims[0], dims[1]);
+        const OP: &str = "pool2d backward";
+        let gy = f32_slice(s, l, OP, "output gradient")?;
         let g = self.g;
-        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-        let mut out = vec![0f32; n * c * out_plane];
-        if out_plane > 0 && in_plane > 0 {
-            out.par_chunks_mut(out_plane)
-                .zip(x.par_chunks(in_plane))
-                .for_each(|(o, xp)| {
-                    for oy in 0..g.oh {
-                        let r = g.rows(oy);
-                        for ox in 0..g.ow {
-                            let cw = g.cols(ox);
-                            let mut sum = 0f32;
-                            for iy in r.0..r.1 {
-                                sum += xp[iy * g.w + cw.0..iy * g.w + cw.1].iter().sum::<f32>();
-                            }
-                            o[oy * g.ow + ox] = sum / self.divisor(r, cw);
-                        }
-                    }
-                });
-        }
-        Ok((CpuStorage::F32(out), Shape::from((n, c, g.oh, g.ow))))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let grad = grad_res.contiguous()?;
-        let dx = grad.apply_op1_no_bwd(&AvgPoolBackward {
-            fwd: AvgPool {
-                g: self.g,
-                count_include_pad: self.count_include_pad,
-            },
-            in_shape: arg.shape().clone(),
-        })?;
-        Ok(Some(dx))
-    }
-}
-
-/// Backward of average pooling: spreads each output gradient over its window.
-struct AvgPoolBackward {
-    fwd: AvgPool,
-    in_shape: Shape,
-}
-
-impl CustomOp1 for AvgPoolBackward {
-    fn name(&self) -> &'static str {
-        "vct-avg-pool2d-backward"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let gy = f32_slice(s, l, "avg_pool2d backward", "output gradient")?;
-        let g = self.fwd.g;
-        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-        let mut dx = vec![0f32; self.in_shape.elem_count()];
-        if gy.len() * in_plane != dx.len() * out_plane {
+        let (ip, op) = (g.in_plane(), g.out_plane());
+        if gy.len() != g.n * g.c * op {
             return Err(KernelError::Shape {
-                op: "avg_pool2d backward",
+                op: OP,
                 what: "output gradient",
                 got: l.dims().to_vec(),
-                expected: "the shape of the forward output".into(),
+                expected: format!(
+                    "({}, {}, {}, {}) as the forward output",
+                    g.n, g.c, g.oh, g.ow
+                ),
             }
             .into());
         }
-        if out_plane > 0 && in_plane > 0 {
-            dx.par_chunks_mut(in_plane)
-                .zip(gy.par_chunks(out_plane))
-                .for_each(|(d, gp)| {
-                    for oy in 0..g.oh {
-                        let r = g.rows(oy);
-                        for ox in 0..g.ow {
-                            let cw = g.cols(ox);
-                            let v = gp[oy * g.ow + ox] / self.fwd.divisor(r, cw);
-                            for iy in r.0..r.1 {
-                                for slot in &mut d[iy * g.w + cw.0..iy * g.w + cw.1] {
-                                    *slot += v;
-                                }
-                            }
+        let mut dx = vec![0f32; self.in_shape.elem_count()];
+        if op == 0 || ip == 0 {
+            return Ok((CpuStorage::F32(dx), self.in_shape.clone()));
+        }
+        match (&self.saved, self.kind) {
+            (Saved::OneDnn(ws), _) => {
+                let (ds, dk) = dnnl_pool(&g, self.kind).map_err(|what| KernelError::Param {
+                    op: OP,
+                    what: "geometry",
+                    got: what,
+                    expected: "the geometry its forward pass ran on oneDNN with".into(),
+                })?;
+                let ran = attempt(OpKind::Pool, OP, || {
+                    vct_onednn::pool2d_backward(&ds, dk, gy, &mut dx, ws)
+                })?;
+                if ran.is_none() {
+                    // Average pooling needs nothing from the forward pass; a max pooling
+                    // without its argmax cannot be redone here.
+                    match self.kind {
+                        PoolKind::Avg { include_pad } => avg_backward(&g, include_pad, gy, &mut dx),
+                        PoolKind::Max => {
+                            return Err(KernelError::MissingForwardState { op: OP }.into())
                         }
                     }
-                });
+                }
+            }
+            (Saved::Argmax(argmax), _) => {
+                dx.par_chunks_mut(ip)
+                    .zip(gy.par_chunks(op))
+                    .zip(argmax.par_chunks(op))
+                    .for_each(|((d, gp), ap)| {
+                        for (&gv, &a) in gp.iter().zip(ap) {
+                            if let Some(slot) = d.get_mut(a as usize) {
+                                *slot += gv;
+                            }
+                        }
+                    });
+            }
+            (Saved::Nothing, PoolKind::Avg { include_pad }) => {
+                avg_backward(&g, include_pad, gy, &mut dx)
+            }
+            (Saved::Nothing, PoolKind::Max) => {
+                return Err(KernelError::MissingForwardState { op: OP }.into())
+            }
         }
         Ok((CpuStorage::F32(dx), self.in_shape.clone()))
     }
+}
+
+/// Spreads each output gradient evenly over its window.
+fn avg_backward(g: &Geometry, include_pad: bool, gy: &[f32], dx: &mut [f32]) {
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    dx.par_chunks_mut(ip)
+        .zip(gy.par_chunks(op))
+        .for_each(|(d, gp)| {
+            for oy in 0..g.oh {
+                let r = g.rows(oy);
+                for ox in 0..g.ow {
+                    let cw = g.cols(ox);
+                    let v = gp[oy * g.ow + ox] / g.divisor(r, cw, include_pad);
+                    for iy in r.0..r.1 {
+                        for slot in &mut d[iy * g.w + cw.0..iy * g.w + cw.1] {
+                            *slot += v;
+                        }
+                    }
+                }
+            }
+        });
 }
 
 #[cfg(test)]
@@ -623,6 +715,7 @@ mod tests {
             ((2, 2, 13, 12), 5, 2, 2, true),
             ((1, 4, 3, 3), 3, 2, 0, false),
             ((1, 1, 1, 1), 1, 1, 0, false),
+            ((1, 2, 2, 2), 3, 2, 0, true),
         ]
     }
 
@@ -783,8 +876,50 @@ mod tests {
         assert!(max_pool2d(&x, (7, 7), (1, 1), (0, 0), false).is_err());
         let x3 = Tensor::zeros((1, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert!(avg_pool2d(&x3, (2, 2), (1, 1), (0, 0), false, true).is_err());
-        let xd = Tensor::zeros((1, 1, 4, 4), candle_core::DType::F64, &Device::Cpu).unwrap();
-        assert!(avg_pool2d(&xd, (2, 2), (1, 1), (0, 0), false, true).is_err());
+        // Ceil mode accepts an input smaller than the window (PyTorch: 2×2 with 3×3/2
+        // gives 1×1, BN-Inception's last pool at a 32×32 input); floor mode does not.
+        let small = Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(max_pool2d(&small, (3, 3), (2, 2), (0, 0), false).is_err());
+        assert_eq!(
+            max_pool2d(&small, (3, 3), (2, 2), (0, 0), true)
+                .unwrap()
+                .dims(),
+            &[1, 1, 1, 1]
+        );
+    }
+
+    #[test]
+    fn other_dtypes_and_the_candle_backend_use_stock_ops() -> candle_core::Result<()> {
+        let mut rng = Rng::new(31);
+        for (dims, k, s, p, ceil) in cases() {
+            let x = rng.distinct_tensor(&[dims.0, dims.1, dims.2, dims.3]);
+            let xd = x.to_dtype(candle_core::DType::F64)?;
+            for include in [None, Some(true), Some(false)] {
+                let run = |t: &Tensor| match include {
+                    None => max_pool2d(t, (k, k), (s, s), (p, p), ceil),
+                    Some(i) => avg_pool2d(t, (k, k), (s, s), (p, p), ceil, i),
+                };
+                let ours: Vec<f32> = run(&x)?.flatten_all()?.to_vec1()?;
+                let f64s: Vec<f64> = run(&xd)?.flatten_all()?.to_vec1()?;
+                assert_close(&ours, &f64s, 1e-6);
+                // The stock path's gradients too (candle autograd through strided views).
+                let stock = crate::with_backend(crate::KernelBackend::Candle, || {
+                    let v = Var::from_tensor(&x)?;
+                    let y = run(v.as_tensor())?;
+                    let g = y.sum_all()?.backward()?;
+                    let dx: Vec<f32> = g.get(&v).expect("a gradient").flatten_all()?.to_vec1()?;
+                    Ok::<_, candle_core::Error>((y.flatten_all()?.to_vec1::<f32>()?, dx))
+                })?;
+                let v = Var::from_tensor(&x)?;
+                let y = run(v.as_tensor())?;
+                let g = y.sum_all()?.backward()?;
+                let dx: Vec<f32> = g.get(&v).expect("a gradient").flatten_all()?.to_vec1()?;
+                let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+                assert_close(&stock.0, &to64(&ours), 1e-6);
+                assert_close(&stock.1, &to64(&dx), 1e-5);
+            }
+        }
+        Ok(())
     }
 
     #[test]

@@ -1,15 +1,11 @@
-//! oneDNN convolution forward + backward against candle's `conv2d`, on the layer shapes of
-//! ResNet-50 at 64×64 input, batch 16.
-//!
-//! For each layer: `candle` is stock `Tensor::conv2d` forward plus autograd backward
-//! (input and weight gradients); `onednn-op` is the same through `vct_onednn::ops::conv2d`;
-//! `onednn-raw` calls the three safe functions directly (forward, backward-data,
-//! backward-weights) on preallocated buffers, in blocked and in plain layouts.
+//! oneDNN convolution forward + backward on the layer shapes of ResNet-50 at 64×64 input,
+//! batch 16: the three safe functions (forward, backward-data, backward-weights) on
+//! preallocated buffers, in blocked and in plain layouts. The comparison with the Rust
+//! kernels and candle through the op layer is in vct-kernels.
 //! Needs `--features link`; without it the bench only says so.
 //!
 //! `cargo bench -p vct-onednn --features link --bench conv`
 
-use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Duration;
@@ -62,7 +58,6 @@ fn bench(c: &mut Criterion) {
         );
         return;
     }
-    let dev = Device::Cpu;
     let mut g = c.benchmark_group("conv fwd+bwd, ResNet-50 64x64 b16");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
@@ -74,38 +69,6 @@ fn bench(c: &mut Criterion) {
         let w: Vec<f32> = data(s.weights_len(), 2).iter().map(|v| v * 0.05).collect();
         let dy = data(s.dst_len(), 3);
 
-        let xt =
-            Var::from_tensor(&Tensor::from_vec(x.clone(), (s.n, s.c_in, s.h, s.w), &dev).unwrap())
-                .unwrap();
-        let wt = Var::from_tensor(
-            &Tensor::from_vec(w.clone(), (s.c_out, s.c_in, s.kh, s.kw), &dev).unwrap(),
-        )
-        .unwrap();
-        let dyt = Tensor::from_vec(dy.clone(), (s.n, s.c_out, s.out_h(), s.out_w()), &dev).unwrap();
-
-        g.bench_function(format!("{name} candle"), |b| {
-            b.iter(|| {
-                let y = xt
-                    .as_tensor()
-                    .conv2d(wt.as_tensor(), s.pad.0, s.stride.0, 1, 1)
-                    .unwrap();
-                black_box((y * &dyt).unwrap().sum_all().unwrap().backward().unwrap());
-            })
-        });
-        g.bench_function(format!("{name} onednn-op"), |b| {
-            b.iter(|| {
-                let y = vct_onednn::ops::conv2d(
-                    xt.as_tensor(),
-                    wt.as_tensor(),
-                    None,
-                    s.stride,
-                    s.pad,
-                    1,
-                )
-                .unwrap();
-                black_box((y * &dyt).unwrap().sum_all().unwrap().backward().unwrap());
-            })
-        });
         for blocked in [true, false] {
             vct_onednn::set_conv_layout(if blocked {
                 ConvLayout::Blocked

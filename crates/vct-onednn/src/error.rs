@@ -59,8 +59,17 @@ pub enum Error {
 /// This crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
-impl From<Error> for candle_core::Error {
-    fn from(e: Error) -> Self {
-        candle_core::Error::wrap(e)
+impl Error {
+    /// Whether oneDNN declined the shape rather than failed on it: it has no implementation
+    /// for it (`dnnl_unimplemented`). Callers may compute such a shape another way; every
+    /// other error is a real failure.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(
+            self,
+            Error::Dnnl {
+                status: "dnnl_unimplemented",
+                ..
+            }
+        )
     }
 }

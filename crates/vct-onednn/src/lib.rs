@@ -2,8 +2,9 @@
 //!
 //! oneDNN is the library PyTorch's CPU path uses for convolution, batch norm and
 //! pooling. This crate wraps its C API (hand-written FFI over Debian's `libdnnl-dev`
-//! 2.6) behind functions over `&[f32]` / `&mut [f32]` NCHW buffers and shape structs,
-//! and [`ops`] exposes them to candle as custom ops with their own backward.
+//! 2.6) behind functions over `&[f32]` / `&mut [f32]` NCHW buffers and shape structs. It
+//! knows nothing of tensors: `vct-kernels` owns the candle ops and calls these functions
+//! from inside them when its oneDNN backend is selected.
 //!
 //! The FFI is compiled and linked only with the `link` feature. Without it the crate
 //! still compiles (so the workspace builds anywhere), [`available`] is `false` and every
@@ -15,7 +16,6 @@
 mod error;
 #[cfg(feature = "link")]
 mod ffi;
-pub mod ops;
 mod shape;
 #[cfg(feature = "link")]
 mod sys;

@@ -155,6 +155,9 @@ pub enum PoolKind {
 }
 
 /// Geometry of a 2-D pooling over NCHW data, with possibly asymmetric padding.
+///
+/// The padding is explicit: callers work out PyTorch's (ceil mode) or TensorFlow's
+/// ("SAME") layouts themselves — `vct-kernels` does, once, for every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pool2dShape {
     /// Batch size.
@@ -176,78 +179,6 @@ pub struct Pool2dShape {
 }
 
 impl Pool2dShape {
-    /// PyTorch's geometry: symmetric `padding`, and with `ceil_mode` extra room at the end
-    /// for a last window that starts inside the input or the left padding.
-    #[allow(clippy::too_many_arguments)]
-    pub fn torch(
-        n: usize,
-        c: usize,
-        h: usize,
-        w: usize,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        ceil_mode: bool,
-    ) -> Result<Self> {
-        const OP: &str = "Pool2dShape::torch";
-        let dim = |len: usize, k: usize, s: usize, p: usize, what: &'static str| {
-            nonzero(OP, what, k)?;
-            nonzero(OP, what, s)?;
-            if len + 2 * p < k {
-                return Err(Error::Shape {
-                    op: OP,
-                    what,
-                    got: format!("padded input {} with kernel {k}", len + 2 * p),
-                    expected: "a padded input at least the kernel size".into(),
-                });
-            }
-            let span = len + 2 * p - k;
-            let mut out = if ceil_mode {
-                span.div_ceil(s)
-            } else {
-                span / s
-            } + 1;
-            // PyTorch drops a last window that would start in the right padding.
-            if ceil_mode && (out - 1) * s >= len + p {
-                out -= 1;
-            }
-            // Padding after the data that the last window reaches into (none if it ends inside).
-            Ok(((out - 1) * s + k).saturating_sub(len + p))
-        };
-        let end_h = dim(h, kernel.0, stride.0, padding.0, "vertical kernel/stride")?;
-        let end_w = dim(w, kernel.1, stride.1, padding.1, "horizontal kernel/stride")?;
-        Ok(Self {
-            n,
-            c,
-            h,
-            w,
-            kernel,
-            stride,
-            pad_begin: padding,
-            pad_end: (end_h, end_w),
-        })
-    }
-
-    /// TensorFlow's "SAME" geometry: output `ceil(in / stride)`, the extra padding at the end.
-    pub fn same(n: usize, c: usize, h: usize, w: usize, kernel: usize, stride: usize) -> Self {
-        let dim = |len: usize| {
-            let out = len.div_ceil(stride.max(1));
-            let total = (out.saturating_sub(1) * stride + kernel).saturating_sub(len);
-            (total / 2, total - total / 2)
-        };
-        let (ph, pw) = (dim(h), dim(w));
-        Self {
-            n,
-            c,
-            h,
-            w,
-            kernel: (kernel, kernel),
-            stride: (stride, stride),
-            pad_begin: (ph.0, pw.0),
-            pad_end: (ph.1, pw.1),
-        }
-    }
-
     /// Output height.
     pub fn out_h(&self) -> usize {
         out_dim(

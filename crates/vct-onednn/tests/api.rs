@@ -60,26 +60,56 @@ fn groups_must_divide_channels() {
 }
 
 #[test]
-fn pool_shape_geometry_follows_torch_and_tf() {
-    // 112 → 56 with 3x3/2 pad 1 (ResNet stem).
-    let s = Pool2dShape::torch(1, 1, 112, 112, (3, 3), (2, 2), (1, 1), false).unwrap();
-    // The last window ends on the last row, so no padding is needed after it.
-    assert_eq!((s.out_h(), s.pad_end), (56, (0, 0)));
-    // Ceil mode: 7 → 3 with 3x3/2 (floor also 3), 8 → 4 (floor 3).
-    let c = Pool2dShape::torch(1, 1, 8, 8, (3, 3), (2, 2), (0, 0), true).unwrap();
-    assert_eq!((c.out_h(), c.pad_end), (4, (1, 1)));
-    let f = Pool2dShape::torch(1, 1, 8, 8, (3, 3), (2, 2), (0, 0), false).unwrap();
-    assert_eq!(f.out_h(), 3);
-    // TF SAME: out = ceil(in / stride), extra padding at the end.
-    let t = Pool2dShape::same(1, 1, 8, 7, 3, 2);
+fn pool_shape_sizes_and_validation() {
+    // ResNet stem 112 -> 56 with 3x3/2, padding 1 on both sides (the last window ends
+    // inside the padding, so the explicit end padding is the same 1).
+    let s = Pool2dShape {
+        n: 1,
+        c: 1,
+        h: 112,
+        w: 112,
+        kernel: (3, 3),
+        stride: (2, 2),
+        pad_begin: (1, 1),
+        pad_end: (0, 0),
+    };
+    assert_eq!((s.out_h(), s.out_w()), (56, 56));
+    assert!(s.validate("t").is_ok());
+    // TF SAME 8x7 with 3x3/2: padding (0, 1) before and (1, 1) after gives 4x4.
+    let t = Pool2dShape {
+        h: 8,
+        w: 7,
+        pad_begin: (0, 1),
+        pad_end: (1, 1),
+        ..s
+    };
     assert_eq!((t.out_h(), t.out_w()), (4, 4));
-    assert_eq!((t.pad_begin, t.pad_end), ((0, 1), (1, 1)));
-    assert!(t.validate("t").is_ok());
+    assert_eq!(t.dst_len(), 16);
+    // A padding as large as the window would make windows of padding only.
     let bad = Pool2dShape {
         pad_begin: (3, 0),
-        ..f
+        ..s
     };
     assert!(bad.validate("t").is_err());
+}
+
+#[test]
+fn only_unimplemented_counts_as_unsupported() {
+    let refused = Error::Dnnl {
+        op: "conv2d_forward",
+        call: "dnnl_primitive_desc_create",
+        status: "dnnl_unimplemented",
+    };
+    assert!(refused.is_unsupported());
+    let failed = Error::Dnnl {
+        op: "conv2d_forward",
+        call: "dnnl_primitive_execute",
+        status: "dnnl_out_of_memory",
+    };
+    assert!(!failed.is_unsupported());
+    assert!(!Error::Poisoned.is_unsupported());
+    let bad_len = conv2d_forward(&shape(), &[0.0; 3], &[0.0; 3], None, &mut [0.0; 3]).unwrap_err();
+    assert!(!bad_len.is_unsupported(), "{bad_len}");
 }
 
 #[cfg(not(feature = "link"))]
@@ -93,7 +123,16 @@ fn without_link_every_operation_says_not_built() {
     let e = conv2d_forward(&s, &x, &w, None, &mut y).unwrap_err();
     assert_eq!(e, Error::NotBuilt);
     assert!(e.to_string().contains("libdnnl-dev"), "{e}");
-    let p = Pool2dShape::torch(1, 1, 4, 4, (2, 2), (2, 2), (0, 0), false).unwrap();
+    let p = Pool2dShape {
+        n: 1,
+        c: 1,
+        h: 4,
+        w: 4,
+        kernel: (2, 2),
+        stride: (2, 2),
+        pad_begin: (0, 0),
+        pad_end: (0, 0),
+    };
     let mut py = vec![0.0; p.dst_len()];
     assert_eq!(
         pool2d_forward(&p, PoolKind::Max, &[0.0; 16], &mut py).unwrap_err(),

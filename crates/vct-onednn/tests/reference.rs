@@ -481,20 +481,45 @@ fn batch_norm_reference_backward_matches_finite_differences() {
 
 // ------------------------------------------------------------------ pooling
 
+/// Pooling geometry with explicit padding (`pad_end` worked out by hand for PyTorch's
+/// rules or TF's "SAME", as vct-kernels computes it).
+#[allow(clippy::too_many_arguments)]
+fn pool(
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    k: (usize, usize),
+    s: (usize, usize),
+    pad_begin: (usize, usize),
+    pad_end: (usize, usize),
+) -> Pool2dShape {
+    Pool2dShape {
+        n,
+        c,
+        h,
+        w,
+        kernel: k,
+        stride: s,
+        pad_begin,
+        pad_end,
+    }
+}
+
 fn pool_shapes() -> Vec<Pool2dShape> {
     vec![
-        // ResNet stem: 3x3/2 pad 1.
-        Pool2dShape::torch(2, 3, 9, 8, (3, 3), (2, 2), (1, 1), false).unwrap(),
-        // BN-Inception: 3x3/2 ceil mode, odd size.
-        Pool2dShape::torch(1, 4, 7, 7, (3, 3), (2, 2), (0, 0), true).unwrap(),
-        Pool2dShape::torch(2, 5, 10, 10, (3, 3), (2, 2), (0, 0), true).unwrap(),
+        // ResNet stem: 3x3/2 pad 1 (9 rows: the last window reaches one row past the padding).
+        pool(2, 3, 9, 8, (3, 3), (2, 2), (1, 1), (1, 0)),
+        // BN-Inception: 3x3/2 ceil mode, odd size (7 -> 3: no overhang) and even (10 -> 5).
+        pool(1, 4, 7, 7, (3, 3), (2, 2), (0, 0), (0, 0)),
+        pool(2, 5, 10, 10, (3, 3), (2, 2), (0, 0), (1, 1)),
         // 3x3/1 pad 1 (Inception branch pool), and 2x2/2.
-        Pool2dShape::torch(2, 3, 5, 6, (3, 3), (1, 1), (1, 1), false).unwrap(),
-        Pool2dShape::torch(3, 2, 8, 6, (2, 2), (2, 2), (0, 0), false).unwrap(),
-        // TF SAME, asymmetric padding.
-        Pool2dShape::same(2, 3, 8, 7, 3, 2),
+        pool(2, 3, 5, 6, (3, 3), (1, 1), (1, 1), (1, 1)),
+        pool(3, 2, 8, 6, (2, 2), (2, 2), (0, 0), (0, 0)),
+        // TF SAME, asymmetric padding: 8x7 -> 4x4.
+        pool(2, 3, 8, 7, (3, 3), (2, 2), (0, 1), (1, 1)),
         // Global average pool style window.
-        Pool2dShape::torch(2, 16, 4, 4, (4, 4), (1, 1), (0, 0), false).unwrap(),
+        pool(2, 16, 4, 4, (4, 4), (1, 1), (0, 0), (0, 0)),
     ]
 }
 
@@ -586,7 +611,8 @@ fn pooling_matches_reference() {
 #[test]
 fn pooling_reference_backward_matches_finite_differences() {
     let mut rng = Rng(23);
-    let s = Pool2dShape::torch(1, 2, 5, 5, (3, 3), (2, 2), (1, 1), true).unwrap();
+    // Ceil mode 5 -> 3 with padding 1: the last window ends on the end padding.
+    let s = pool(1, 2, 5, 5, (3, 3), (2, 2), (1, 1), (1, 1));
     for kind in [
         PoolKind::Max,
         PoolKind::AvgIncludePad,

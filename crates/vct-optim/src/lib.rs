@@ -27,6 +27,7 @@
 
 mod config;
 mod error;
+mod fused;
 mod groups;
 mod optimizer;
 mod state;

@@ -8,6 +8,7 @@ use candle_core::{Tensor, Var};
 
 use crate::config::{AdamWConfig, LambConfig, OptimizerConfig, SgdConfig};
 use crate::error::OptimError;
+use crate::fused;
 use crate::groups::ParamGroup;
 
 /// A group's settings, without its parameters.
@@ -175,6 +176,26 @@ impl Optimizer {
             };
             let (lr, wd) = self.group_lr_wd(&self.slots[i], c.weight_decay);
             let slot = &mut self.slots[i];
+            let fusable = {
+                let mut t = vec![slot.var.as_tensor(), &grad];
+                t.extend(slot.first.as_ref());
+                fused::usable(&t)
+            };
+            if fusable {
+                let buf = slot.first.take();
+                slot.first = fused::sgd(
+                    slot.var.as_tensor(),
+                    &grad,
+                    buf,
+                    lr,
+                    wd,
+                    c.momentum,
+                    c.dampening,
+                    c.nesterov,
+                )?;
+                slot.step += 1;
+                continue;
+            }
             let p = slot.var.as_tensor().detach();
             let mut d = if wd != 0.0 {
                 (grad + p.affine(wd, 0.0)?)?
@@ -210,6 +231,23 @@ impl Optimizer {
             let slot = &mut self.slots[i];
             slot.step += 1;
             let t = slot.step.min(i32::MAX as u64) as i32;
+            if fused_state(slot, &grad) {
+                let (m, v) = fused::adamw(
+                    slot.var.as_tensor(),
+                    &grad,
+                    slot.first.take(),
+                    slot.second.take(),
+                    t,
+                    lr,
+                    wd,
+                    c.beta1,
+                    c.beta2,
+                    c.eps,
+                )?;
+                slot.first = Some(m);
+                slot.second = Some(v);
+                continue;
+            }
             let p = slot.var.as_tensor().detach().affine(1.0 - lr * wd, 0.0)?;
             let (m, v) = moments(slot, &grad, c.beta1, 1.0 - c.beta1, c.beta2)?;
             let bias_correction1 = 1.0 - c.beta1.powi(t);
@@ -228,6 +266,10 @@ impl Optimizer {
         let present: Vec<(usize, Tensor)> = (0..self.slots.len())
             .filter_map(|i| Self::grad(grads, &self.slots[i]).map(|g| (i, g)))
             .collect();
+        let fusable = present.iter().all(|(i, g)| fused_state(&self.slots[*i], g));
+        if fusable {
+            return self.step_lamb_fused(c, present);
+        }
         // Global clip over every gradient of every group, as a device scalar so
         // nothing waits on the device: grads / max(‖g‖ / max_grad_norm, 1).
         let clip = match (c.max_grad_norm, present.first()) {
@@ -281,6 +323,69 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+impl Optimizer {
+    /// LAMB with the in-place kernels: the global gradient norm in f64 over every
+    /// gradient, then per parameter the moments, the norms and the update.
+    fn step_lamb_fused(
+        &mut self,
+        c: LambConfig,
+        present: Vec<(usize, Tensor)>,
+    ) -> Result<(), OptimError> {
+        let clip = match c.max_grad_norm {
+            Some(max_norm) if !present.is_empty() => {
+                let mut total = 0f64;
+                for (_, g) in &present {
+                    total += fused::sum_squares(g)?;
+                }
+                Some(((total.sqrt() as f32) / max_norm as f32).max(1.0))
+            }
+            _ => None,
+        };
+        let t = self.steps.min(i32::MAX as u64) as i32;
+        let (bias_correction1, bias_correction2) = if c.bias_correction {
+            (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t))
+        } else {
+            (1.0, 1.0)
+        };
+        let beta3 = if c.grad_averaging { 1.0 - c.beta1 } else { 1.0 };
+        for (i, grad) in present {
+            let (lr, wd) = self.group_lr_wd(&self.slots[i], c.weight_decay);
+            let slot = &mut self.slots[i];
+            slot.step += 1;
+            let (m, v) = fused::lamb(
+                slot.var.as_tensor(),
+                &grad,
+                slot.first.take(),
+                slot.second.take(),
+                fused::LambStep {
+                    lr,
+                    wd,
+                    beta1: c.beta1,
+                    beta3,
+                    beta2: c.beta2,
+                    eps: c.eps,
+                    bias_correction1,
+                    bias_correction2,
+                    clip,
+                    adapt: c.always_adapt,
+                    trust_clip: c.trust_clip,
+                },
+            )?;
+            slot.first = Some(m);
+            slot.second = Some(v);
+        }
+        Ok(())
+    }
+}
+
+/// Whether a slot's parameter, gradient and state can take the in-place kernels.
+fn fused_state(slot: &Slot, grad: &Tensor) -> bool {
+    let mut t = vec![slot.var.as_tensor(), grad];
+    t.extend(slot.first.as_ref());
+    t.extend(slot.second.as_ref());
+    fused::usable(&t)
 }
 
 /// Adam moments: `m = beta1·m + scale·g`, `v = beta2·v + (1 - beta2)·g²`, from

@@ -13,5 +13,6 @@ pub mod recipe;
 pub mod run;
 pub mod session;
 pub mod trainer;
+pub mod weights;
 
 pub use error::TrainError;

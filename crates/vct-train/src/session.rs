@@ -95,8 +95,10 @@ impl TrainedModel {
         let recipe = Recipe::new(&record.hparams, record.concepts.len(), record.seed, true)?;
         let model = recipe.build_model(device)?;
         let weights = dir.join("model.safetensors");
+        // A trained model must be restored whole: a missing or reshaped head
+        // is an error, not a fresh random head.
         model
-            .load_weights(&weights, LoadOptions::default())
+            .load_weights(&weights, LoadOptions::exact())
             .map_err(|e| TrainError::BadCheckpoint {
                 path: weights.clone(),
                 reason: e.to_string(),

@@ -1,14 +1,11 @@
 //! Minimum-of-N timings of conv forward + backward (data and weights) on ResNet-50's and
-//! ResNeXt-50's layer shapes at 64×64, batch 16: the safe functions in blocked and plain
-//! layouts, `vct_onednn::ops::conv2d` with autograd (`op`), and candle's conv2d with the
-//! same autograd. The minimum is robust to other load on the machine; run with
-//! `OMP_WAIT_POLICY=PASSIVE` (see the README).
+//! ResNeXt-50's layer shapes at 64×64, batch 16, in oneDNN's blocked and plain layouts.
+//! The minimum is robust to other load on the machine; run with `OMP_WAIT_POLICY=PASSIVE`
+//! (see the README). A second table times training-mode batch norm forward + backward.
+//! The comparison with the Rust kernels and stock candle is vct-kernels' `layer_speed`.
 //!
-//! A second table does the same for training-mode batch norm + ReLU.
-//!
-//! `cargo run --release -p vct-onednn --features link --example layer_speed [reps]`
+//! `cargo run --release -p vct-onednn --features link --example onednn_layouts [reps]`
 
-use candle_core::{Device, Tensor, Var};
 use std::time::Instant;
 use vct_onednn::{Conv2dShape, ConvLayout};
 
@@ -56,12 +53,11 @@ fn main() -> anyhow_free::R {
     if !vct_onednn::available() {
         return Err("built without `--features link`: nothing to measure".into());
     }
-    let dev = Device::Cpu;
     println!(
-        "{:<24} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "layer (b16)", "GFLOP", "candle ms", "op ms", "blocked ms", "plain ms", "op/candle"
+        "{:<24} {:>7} {:>10} {:>10} {:>9}",
+        "layer (b16)", "GFLOP", "blocked ms", "plain ms", "GFLOP/s"
     );
-    let (mut tc, mut to, mut tb, mut tp) = (0.0, 0.0, 0.0, 0.0);
+    let (mut tb, mut tp) = (0.0, 0.0);
     for &(name, c_in, hw, c_out, k, stride, groups) in LAYERS {
         let s = Conv2dShape {
             n: 16,
@@ -87,34 +83,6 @@ fn main() -> anyhow_free::R {
         // Forward, input gradient and weight gradient: 3 × 2·MACs.
         let gflop = 3.0 * 2.0 * (s.dst_len() * (s.c_in / groups) * s.kh * s.kw) as f64 / 1e9;
 
-        let xt = Var::from_tensor(&Tensor::from_vec(x.clone(), (s.n, s.c_in, s.h, s.w), &dev)?)?;
-        let wt = Var::from_tensor(&Tensor::from_vec(
-            w.clone(),
-            (s.c_out, s.c_in / groups, k, k),
-            &dev,
-        )?)?;
-        let dyt = Tensor::from_vec(dy.clone(), (s.n, s.c_out, s.out_h(), s.out_w()), &dev)?;
-        let candle = min_ms(reps, || {
-            let y = xt
-                .as_tensor()
-                .conv2d(wt.as_tensor(), s.pad.0, s.stride.0, 1, groups)?;
-            // d(sum(y·dy))/dy = dy: the backward pass starts from the same gradient.
-            (y * &dyt)?.sum_all()?.backward()?;
-            Ok(())
-        })?;
-        vct_onednn::set_conv_layout(ConvLayout::Auto);
-        let op = min_ms(reps, || {
-            let y = vct_onednn::ops::conv2d(
-                xt.as_tensor(),
-                wt.as_tensor(),
-                None,
-                s.stride,
-                s.pad,
-                groups,
-            )?;
-            (y * &dyt)?.sum_all()?.backward()?;
-            Ok(())
-        })?;
         let mut y = vec![0f32; s.dst_len()];
         let mut dx = vec![0f32; s.src_len()];
         let mut dw = vec![0f32; s.weights_len()];
@@ -133,32 +101,21 @@ fn main() -> anyhow_free::R {
         };
         let blocked = run(true)?;
         let plain = run(false)?;
-        tc += candle;
-        to += op;
         tb += blocked;
         tp += plain;
         println!(
-            "{name:<24} {gflop:>7.3} {candle:>10.2} {op:>10.2} {blocked:>10.2} {plain:>10.2} {:>7.1}x",
-            candle / op
+            "{name:<24} {gflop:>7.3} {blocked:>10.2} {plain:>10.2} {:>9.1}",
+            gflop / (blocked.min(plain) / 1e3)
         );
     }
-    println!(
-        "{:<24} {:>7} {tc:>10.2} {to:>10.2} {tb:>10.2} {tp:>10.2} {:>7.1}x",
-        "sum",
-        "",
-        tc / to
-    );
+    println!("{:<24} {:>7} {tb:>10.2} {tp:>10.2}", "sum", "");
     vct_onednn::set_conv_layout(ConvLayout::Auto);
     batch_norm_table(reps)
 }
 
-/// Batch norm (training, + ReLU) forward and backward: candle-op composition vs oneDNN.
+/// Batch norm (training) forward and backward.
 fn batch_norm_table(reps: usize) -> anyhow_free::R {
-    let dev = Device::Cpu;
-    println!(
-        "\n{:<24} {:>10} {:>10} {:>10}",
-        "batch norm+relu (b16)", "candle ms", "op ms", "raw ms"
-    );
+    println!("\n{:<24} {:>10}", "batch norm (b16)", "fwd+bwd ms");
     for (c, hw) in [(64usize, 32usize), (256, 16), (512, 8), (2048, 2)] {
         let s = vct_onednn::BatchNormShape {
             n: 16,
@@ -169,40 +126,6 @@ fn batch_norm_table(reps: usize) -> anyhow_free::R {
         let x: Vec<f32> = (0..s.len())
             .map(|i| ((i % 101) as f32 - 50.0) / 25.0)
             .collect();
-        let xt = Var::from_tensor(&Tensor::from_vec(x.clone(), (16, c, hw, hw), &dev)?)?;
-        let g = Var::from_tensor(&Tensor::ones(c, candle_core::DType::F32, &dev)?)?;
-        let b = Var::from_tensor(&Tensor::zeros(c, candle_core::DType::F32, &dev)?)?;
-        let dyt = Tensor::from_vec(
-            x.iter().rev().copied().collect::<Vec<_>>(),
-            (16, c, hw, hw),
-            &dev,
-        )?;
-        let candle = min_ms(reps, || {
-            let (xv, gv, bv) = (xt.as_tensor(), g.as_tensor(), b.as_tensor());
-            let flat = xv.transpose(0, 1)?.flatten_from(1)?;
-            let mean = flat.mean_keepdim(1)?;
-            let var = flat.broadcast_sub(&mean)?.sqr()?.mean_keepdim(1)?;
-            let sh = (1, c, 1, 1);
-            let y = xv
-                .broadcast_sub(&mean.reshape(sh)?)?
-                .broadcast_div(&(var.reshape(sh)? + 1e-5)?.sqrt()?)?
-                .broadcast_mul(&gv.reshape(sh)?)?
-                .broadcast_add(&bv.reshape(sh)?)?
-                .relu()?;
-            (y * &dyt)?.sum_all()?.backward()?;
-            Ok(())
-        })?;
-        let op = min_ms(reps, || {
-            let (y, _) = vct_onednn::ops::batch_norm_train(
-                xt.as_tensor(),
-                g.as_tensor(),
-                b.as_tensor(),
-                1e-5,
-                true,
-            )?;
-            (y * &dyt)?.sum_all()?.backward()?;
-            Ok(())
-        })?;
         let (gs, bs) = (vec![1f32; c], vec![0f32; c]);
         let (mut y, mut dx) = (vec![0f32; s.len()], vec![0f32; s.len()]);
         let (mut m, mut v, mut dg, mut db) =
@@ -217,10 +140,7 @@ fn batch_norm_table(reps: usize) -> anyhow_free::R {
             )?;
             Ok(())
         })?;
-        println!(
-            "{:<24} {candle:>10.2} {op:>10.2} {raw:>10.2}",
-            format!("{c}x{hw}x{hw}")
-        );
+        println!("{:<24} {raw:>10.2}", format!("{c}x{hw}x{hw}"));
     }
     Ok(())
 }

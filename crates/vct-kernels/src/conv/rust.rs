@@ -1,0 +1,290 @@
+//! The Rust convolution kernels: per block of images, im2col (or the input itself for
+//! pointwise convolutions) and one GEMM per group; the backward pass accumulates the
+//! weight gradient per thread and scatters the input gradient back with col2im.
+
+use super::gemm::{sgemm, with_buffer, Mat, COL, DCOL, TMP};
+use super::geom::Geom;
+use super::lower::{col2im, im2col, pack, unpack};
+use crate::error::KernelError;
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Columns a GEMM should have at least to run near full speed; small late-stage
+/// feature maps (2×2 at 64×64 input) are batched over images up to this width.
+const TARGET_COLS: usize = 256;
+
+/// How to split the batch: images per GEMM block, blocks per thread task, and the
+/// GEMM's own parallelism (used when there are fewer blocks than threads).
+pub(super) fn schedule(g: &Geom) -> (usize, usize, Parallelism) {
+    let threads = rayon::current_num_threads().max(1);
+    let nb = TARGET_COLS
+        .div_ceil(g.out_plane().max(1))
+        .clamp(1, g.n.max(1));
+    let blocks = g.n.div_ceil(nb);
+    if blocks >= threads {
+        (nb, blocks.div_ceil(threads), Parallelism::None)
+    } else {
+        (nb, 1, Parallelism::Rayon(threads))
+    }
+}
+
+/// Forward of a block of `nb` consecutive images: `y` from `x`.
+pub(super) fn forward_block(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    nb: usize,
+    par: Parallelism,
+) -> Result<(), KernelError> {
+    let (kg, cog, op) = (g.k_g(), g.cout_g(), g.out_plane());
+    let ld = nb * op;
+    let run = |col: &[f32], out: &mut [f32]| -> Result<(), KernelError> {
+        for grp in 0..g.groups {
+            sgemm(
+                cog,
+                ld,
+                kg,
+                Mat {
+                    data: &w[grp * cog * kg..],
+                    rs: kg,
+                    cs: 1,
+                },
+                Mat {
+                    data: &col[grp * kg * ld..],
+                    rs: ld,
+                    cs: 1,
+                },
+                &mut out[grp * cog * ld..(grp + 1) * cog * ld],
+                false,
+                par,
+            )?;
+        }
+        Ok(())
+    };
+    if nb == 1 && g.is_pointwise() {
+        return run(x, y);
+    }
+    with_buffer(&COL, g.groups * kg * ld, |col| {
+        if g.is_pointwise() {
+            pack(x, nb, g.cin, op, col);
+        } else {
+            for i in 0..nb {
+                im2col(
+                    g,
+                    &x[i * g.in_image()..(i + 1) * g.in_image()],
+                    col,
+                    ld,
+                    i * op,
+                );
+            }
+        }
+        if nb == 1 {
+            run(col, y)
+        } else {
+            with_buffer(&TMP, g.cout * ld, |out| {
+                run(col, out)?;
+                unpack(out, nb, g.cout, op, y, false);
+                Ok(())
+            })
+        }
+    })
+}
+
+/// Gradients of a block of `nb` images: adds to `dw`, writes `dx` (zeroed on entry).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward_block(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+    nb: usize,
+    par: Parallelism,
+) -> Result<(), KernelError> {
+    let (kg, cog, op) = (g.k_g(), g.cout_g(), g.out_plane());
+    let ld = nb * op;
+    // dY of the block as one C_out × (nb·HoWo) matrix.
+    with_buffer(&TMP, if nb == 1 { 0 } else { g.cout * ld }, |dyt| {
+        let dyt: &[f32] = if nb == 1 {
+            dy
+        } else {
+            pack(dy, nb, g.cout, op, dyt);
+            dyt
+        };
+        if let Some(dw) = dw {
+            let acc = |col: &[f32], dw: &mut [f32]| -> Result<(), KernelError> {
+                for grp in 0..g.groups {
+                    // dW_g (C_out/g × K_g) += dY_g (C_out/g × L) · col_gᵀ (L × K_g)
+                    sgemm(
+                        cog,
+                        kg,
+                        ld,
+                        Mat {
+                            data: &dyt[grp * cog * ld..],
+                            rs: ld,
+                            cs: 1,
+                        },
+                        Mat {
+                            data: &col[grp * kg * ld..],
+                            rs: 1,
+                            cs: ld,
+                        },
+                        &mut dw[grp * cog * kg..(grp + 1) * cog * kg],
+                        true,
+                        par,
+                    )?;
+                }
+                Ok(())
+            };
+            if nb == 1 && g.is_pointwise() {
+                acc(x, dw)?;
+            } else {
+                with_buffer(&COL, g.groups * kg * ld, |col| {
+                    if g.is_pointwise() {
+                        pack(x, nb, g.cin, op, col);
+                    } else {
+                        for i in 0..nb {
+                            im2col(
+                                g,
+                                &x[i * g.in_image()..(i + 1) * g.in_image()],
+                                col,
+                                ld,
+                                i * op,
+                            );
+                        }
+                    }
+                    acc(col, dw)
+                })?;
+            }
+        }
+        if let Some(dx) = dx {
+            // dcol_g (K_g × L) = W_gᵀ (K_g × C_out/g) · dY_g (C_out/g × L)
+            let run = |dcol: &mut [f32]| -> Result<(), KernelError> {
+                for grp in 0..g.groups {
+                    sgemm(
+                        kg,
+                        ld,
+                        cog,
+                        Mat {
+                            data: &w[grp * cog * kg..],
+                            rs: 1,
+                            cs: kg,
+                        },
+                        Mat {
+                            data: &dyt[grp * cog * ld..],
+                            rs: ld,
+                            cs: 1,
+                        },
+                        &mut dcol[grp * kg * ld..(grp + 1) * kg * ld],
+                        false,
+                        par,
+                    )?;
+                }
+                Ok(())
+            };
+            if nb == 1 && g.is_pointwise() {
+                run(dx)?;
+            } else {
+                with_buffer(&DCOL, g.groups * kg * ld, |dcol| {
+                    run(dcol)?;
+                    if g.is_pointwise() {
+                        unpack(dcol, nb, g.cin, op, dx, false);
+                    } else {
+                        for i in 0..nb {
+                            col2im(
+                                g,
+                                dcol,
+                                ld,
+                                i * op,
+                                &mut dx[i * g.in_image()..(i + 1) * g.in_image()],
+                            );
+                        }
+                    }
+                    Ok::<(), KernelError>(())
+                })?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The whole forward pass: `y` (`n · out_image` values) from `x` and `w`.
+pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    let (nb, per_task, par) = schedule(g);
+    let (xi, yi) = (g.in_image(), g.out_image());
+    if yi == 0 || xi == 0 {
+        return Ok(());
+    }
+    y.par_chunks_mut(nb * per_task * yi)
+        .zip(x.par_chunks(nb * per_task * xi))
+        .try_for_each(|(yc, xc)| {
+            for (yb, xb) in yc.chunks_mut(nb * yi).zip(xc.chunks(nb * xi)) {
+                forward_block(g, xb, w, yb, yb.len() / yi, par)?;
+            }
+            Ok(())
+        })
+}
+
+/// The whole backward pass: writes `dx` (zeroed on entry) and `dw` (overwritten), each
+/// only if asked for.
+pub(super) fn backward(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+) -> Result<(), KernelError> {
+    if g.out_image() == 0 || g.in_image() == 0 {
+        return Ok(());
+    }
+    let wl = g.weight_len();
+    let (nb, per_task, par) = schedule(g);
+    let task_images = nb * per_task;
+    let n_tasks = g.n.div_ceil(task_images);
+    let want_dw = dw.is_some();
+    // One weight-gradient accumulator per task (about one per thread).
+    let mut partial: Vec<Vec<f32>> = (0..n_tasks)
+        .map(|_| if want_dw { vec![0f32; wl] } else { Vec::new() })
+        .collect();
+    let want_dx = dx.is_some();
+    let mut dx_tasks: Vec<&mut [f32]> = match dx {
+        Some(dx) => dx.chunks_mut(task_images * g.in_image()).collect(),
+        None => (0..n_tasks).map(|_| &mut [][..]).collect(),
+    };
+    partial
+        .par_iter_mut()
+        .zip(dx_tasks.par_iter_mut())
+        .enumerate()
+        .try_for_each(|(t, (dwp, dxt))| {
+            let first = t * task_images;
+            let last = (first + task_images).min(g.n);
+            let mut i = first;
+            while i < last {
+                let nbi = nb.min(last - i);
+                let xb = &x[i * g.in_image()..(i + nbi) * g.in_image()];
+                let dyb = &dy[i * g.out_image()..(i + nbi) * g.out_image()];
+                let dxb = if want_dx {
+                    let off = (i - first) * g.in_image();
+                    Some(&mut dxt[off..off + nbi * g.in_image()])
+                } else {
+                    None
+                };
+                let dwb = if want_dw { Some(&mut dwp[..]) } else { None };
+                backward_block(g, xb, w, dyb, dxb, dwb, nbi, par)?;
+                i += nbi;
+            }
+            Ok::<(), KernelError>(())
+        })?;
+    if let Some(dw) = dw {
+        dw.fill(0.0);
+        for p in &partial {
+            for (t, v) in dw.iter_mut().zip(p) {
+                *t += *v;
+            }
+        }
+    }
+    Ok(())
+}
