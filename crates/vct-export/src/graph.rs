@@ -127,8 +127,9 @@ impl Graph {
         output
     }
 
-    /// `Conv` with weight `[o, i/g, kh, kw]` and bias `[o]` (both initializers
-    /// named after `layer`); the group count follows from the input channels.
+    /// `Conv` with weight `[o, i/g, kh, kw]` and bias `[o]` (initializers
+    /// `{layer}conv_weight` / `{layer}conv_bias`, `layer` being the state-dict
+    /// prefix such as `layer1.0.conv1.`); the group count follows from the input channels.
     pub fn conv(
         &mut self,
         x: &Fmap,
@@ -169,8 +170,8 @@ impl Graph {
                 })
             }
         };
-        let wn = self.init_f32(&format!("{layer}.folded_weight"), dims, w);
-        let bn = self.init_f32(&format!("{layer}.folded_bias"), &[o], bias);
+        let wn = self.init_f32(&format!("{layer}conv_weight"), dims, w);
+        let bn = self.init_f32(&format!("{layer}conv_bias"), &[o], bias);
         let name = self.node(
             "Conv",
             &[&x.name, &wn, &bn],

@@ -49,8 +49,10 @@ impl ChannelOrder {
 }
 
 /// How a decoded image becomes the network input: resize the shorter side to
-/// `resize_shorter_side` with `resize_filter`, centre-crop `input_size`, then per
-/// channel (in `channel_order`) `x = (pixel / 255 * scale - mean) / std`.
+/// `resize_shorter_side` with `resize_filter` (the longer side scaled and
+/// truncated, as torchvision's `Resize(int)`), centre-crop `input_size` (offset
+/// `round((side - crop) / 2)`), then per channel, in `channel_order`,
+/// `x = (pixel / 255 * scale - mean) / std`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preprocessing {
     /// Network input `[height, width]`; the ONNX input has exactly this size.
@@ -207,6 +209,7 @@ impl ExportConfig {
                     "shorter_side": p.resize_shorter_side,
                     "filter": p.resize_filter,
                     "center_crop": p.input_size,
+                    "rule": "shorter side to shorter_side (longer side scaled and truncated, as torchvision's Resize(int)), then the centred crop",
                 })),
             ),
             ("channel_order".into(), p.channel_order.name().into()),

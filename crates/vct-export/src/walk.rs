@@ -125,8 +125,11 @@ impl ConvSpec<'_> {
                 [top, left, bottom, right]
             }
         };
-        let layer = self.weight.trim_end_matches(".weight").to_string();
-        let y = g.conv(x, &layer, (&w, &dims), &b, self.stride, pads)?;
+        let layer = self
+            .weight
+            .trim_end_matches("weights")
+            .trim_end_matches("weight");
+        let y = g.conv(x, layer, (&w, &dims), &b, self.stride, pads)?;
         Ok(if self.relu { g.relu(&y) } else { y })
     }
 }
