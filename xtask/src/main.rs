@@ -1,11 +1,12 @@
 //! `cargo xtask`: the commands people run — schemas, templates, params, validate,
-//! and (as the crates land) train, eval, predict, schedule and bench.
+//! and (as the crates land) train, eval, predict, export, schedule and bench.
 
 use clap::{Parser, Subcommand};
 
 mod arch;
 mod bench_data;
 mod bench_train;
+mod export_cmd;
 mod hparams_cmds;
 mod schedule;
 mod train_cmds;
@@ -30,6 +31,8 @@ enum Command {
     Eval(train_cmds::EvalArgs),
     /// Predict concepts (and embeddings) for images with a trained model.
     Predict(train_cmds::PredictArgs),
+    /// Export a trained model to ONNX or a safetensors bundle, preprocessing included.
+    Export(export_cmd::ExportArgs),
     /// Write the JSON Schemas of every template into `schemas/` (or check them).
     Schemas(hparams_cmds::SchemasArgs),
     /// List the templates, or describe one template's hyperparameters.
@@ -77,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train_cmds::train(*args),
         Command::Eval(args) => train_cmds::eval(args),
         Command::Predict(args) => train_cmds::predict(args),
+        Command::Export(args) => export_cmd::run(args),
         Command::Schemas(args) => hparams_cmds::schemas(args),
         Command::Templates(args) => hparams_cmds::templates(args),
         Command::Params(args) => hparams_cmds::params(args),

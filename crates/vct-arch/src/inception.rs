@@ -100,13 +100,20 @@ pub enum Layout {
 
 /// Role of a conv inside a block (names differ by layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub enum Role {
+    /// The 1×1 branch.
     One,
+    /// The 3×3 branch's 1×1 reduction.
     ThreeReduce,
+    /// The 3×3 branch's 3×3 conv (stride 2 in reduction blocks).
     Three,
+    /// The double-3×3 branch's 1×1 reduction.
     DoubleReduce,
+    /// The double-3×3 branch's first 3×3 conv.
     Double1,
+    /// The double-3×3 branch's second 3×3 conv (stride 2 in reduction blocks).
     Double2,
+    /// The 1×1 projection after the pool branch's pool.
     PoolProj,
 }
 
@@ -119,8 +126,17 @@ impl Layout {
         }
     }
 
-    /// Scope path of a conv in block `block` with `role`.
-    fn conv_path(self, block: &str, role: Role, reduce: bool) -> String {
+    /// Batch-norm epsilon of every layer: 1e-5 (PyTorch) or 1e-3 (TF-slim).
+    pub fn bn_eps(self) -> f64 {
+        match self {
+            Layout::Pretrainedmodels => 1e-5,
+            Layout::TfSlim => 1e-3,
+        }
+    }
+
+    /// Scope path of a conv in block `block` with `role` (`reduce`: a
+    /// [`BlockSpec::Reduce`] block); for exporters that walk the block table.
+    pub fn conv_path(self, block: &str, role: Role, reduce: bool) -> String {
         match self {
             Layout::Pretrainedmodels => {
                 let r = match role {
@@ -195,7 +211,7 @@ impl ConvBn {
                         &root.pp(format!("{path}_bn")),
                         cout,
                         TORCH_BN,
-                        1e-5,
+                        layout.bn_eps(),
                         1.0,
                     )?,
                 })
@@ -218,7 +234,7 @@ impl ConvBn {
                         cfg,
                         Init::TruncNormal(std),
                     )?,
-                    bn: BatchNorm2d::new(&s.pp("BatchNorm"), cout, SLIM_BN, 1e-3, 1.0)?,
+                    bn: BatchNorm2d::new(&s.pp("BatchNorm"), cout, SLIM_BN, layout.bn_eps(), 1.0)?,
                 })
             }
         }

@@ -9,7 +9,8 @@ use crate::layers::{self, BatchNorm2d, Conv2d, ConvCfg, DropPath, TORCH_BN};
 use crate::params::Scope;
 use crate::{Backbone, Tracer};
 
-const BN_EPS: f64 = 1e-5;
+/// Batch-norm epsilon of every ResNet / ResNeXt layer (torchvision's default).
+pub const BN_EPS: f64 = 1e-5;
 
 /// Residual block type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
