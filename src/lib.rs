@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use vct::hparams::{HyperParams, Template};
-//! use vct::train::{data::ValSource, progress::ProgressMode, run::RunOptions, session};
+//! use vct::train::{config::RunConfig, run::{Progress, RunOptions}, session};
 //!
 //! # let tmp = tempfile::tempdir()?;
 //! # let images = tmp.path().join("images");
@@ -16,21 +16,25 @@
 //!     .with_override("image_size=32")?
 //!     .with_override("num_epochs=1")?;
 //! let mut opts = RunOptions::new(tmp.path().join("run"));
-//! opts.progress = ProgressMode::Quiet;
-//! let summary = session::train(&hp, &images, &ValSource::Auto, &opts)?;
+//! opts.progress = Progress::Quiet;
+//! let summary = session::train(&RunConfig::new(hp, &images), opts)?;
 //! println!("{}", vct::train::run::summary_text(&summary));
 //!
 //! // Later: load the run and predict.
 //! let model = session::TrainedModel::load(&summary.out, &candle_core::Device::Cpu)?;
-//! let predictions = model.predict(&[images.join("val/circle/0000.png")], 3, false)?;
-//! assert_eq!(predictions[0].concepts.len(), 3);
+//! let prediction = model.predict_one(&images.join("val/circle/0000.png"), 3, false)?;
+//! assert_eq!(prediction.concepts.len(), 3);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub use vct_arch as arch;
 pub use vct_augment as augment;
+#[cfg(feature = "cli")]
+pub use vct_cli as cli;
 pub use vct_data as data;
+pub use vct_export as export;
 pub use vct_hparams as hparams;
+pub use vct_hub as hub;
 pub use vct_kernels as kernels;
 pub use vct_metrics as metrics;
 pub use vct_optim as optim;

@@ -14,8 +14,8 @@ use vct_augment::{CenterCrop, DecodeOptions, Pipeline, Resize};
 use vct_export::proto::ModelProto;
 use vct_export::{ChannelOrder, ExportConfig};
 use vct_hparams::{HyperParams, Template};
-use vct_train::data::ValSource;
-use vct_train::progress::ProgressMode;
+use vct_train::config::{RunConfig, ValSource};
+use vct_train::run::Progress;
 use vct_train::run::RunOptions;
 use vct_train::session::{self, TrainedModel};
 
@@ -66,10 +66,7 @@ fn assert_onnx_matches_predict(
     image: &Path,
 ) -> Vec<f32> {
     let concepts = &trained.record.concepts;
-    let predicted = trained
-        .predict(&[image.to_path_buf()], concepts.len(), true)
-        .unwrap()
-        .remove(0);
+    let predicted = trained.predict_one(image, concepts.len(), true).unwrap();
     let x = input_from_metadata(image, config);
     let [h, w] = config.metadata.preprocess.input_size;
     let runnable = tract_onnx::onnx()
@@ -130,9 +127,8 @@ fn export_a_trained_run_to_onnx_and_safetensors() {
     }
     let run = tmp.path().join("run");
     let mut opts = RunOptions::new(&run);
-    opts.progress = ProgressMode::Quiet;
-    opts.random_init = true;
-    session::train(&hp, &data, &ValSource::Auto, &opts).unwrap();
+    opts.progress = Progress::Quiet;
+    session::train(&RunConfig::new(hp, &data).random_init(), opts).unwrap();
     let run_s = run.to_str().unwrap();
 
     let onnx = tmp.path().join("exported.onnx");
@@ -243,9 +239,10 @@ fn shared_data_export_coco128_multilabel() {
     }
     let run = tmp.path().join("run");
     let mut opts = RunOptions::new(&run);
-    opts.progress = ProgressMode::Quiet;
-    let val = ValSource::Path(root.join("val.csv"));
-    session::train(&hp, &root.join("train.csv"), &val, &opts).unwrap();
+    opts.progress = Progress::Quiet;
+    let mut config = RunConfig::new(hp, root.join("train.csv"));
+    config.data.val = ValSource::Path(root.join("val.csv"));
+    session::train(&config, opts).unwrap();
 
     let onnx = tmp.path().join("coco.onnx");
     let (ok, _, err) = xtask(&[

@@ -245,7 +245,10 @@ fn flip_averaged_embedding_of_a_mirror_symmetric_image_is_its_embedding() {
 #[test]
 fn inception_v2_head_dropout_is_active_in_training_only() {
     let cfg = ModelConfig::new(Arch::InceptionV2, 3);
-    assert_eq!(cfg.head_dropout, 0.0, "a recipe decides dropout, not the architecture");
+    assert_eq!(
+        cfg.head_dropout, 0.0,
+        "a recipe decides dropout, not the architecture"
+    );
     let cfg = ModelConfig {
         head_dropout: 0.2,
         ..cfg

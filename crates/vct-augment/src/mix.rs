@@ -76,7 +76,7 @@ impl Mixup {
         rng: &mut ItemRng,
     ) -> Result<MixupMode, AugmentError> {
         let [n, c, h, w] = shape;
-        if images.len() != n * c * h * w || n == 0 || targets.len() % n != 0 {
+        if images.len() != n * c * h * w || n == 0 || !targets.len().is_multiple_of(n) {
             return Err(param(
                 "mixup batch shape",
                 (images.len(), shape, targets.len()),

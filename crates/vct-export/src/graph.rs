@@ -150,7 +150,7 @@ impl Graph {
             [o, ig, kh, kw] => [o, ig, kh, kw],
             _ => return Err(bad("a 4-d convolution weight".into())),
         };
-        if ig == 0 || x.c % ig != 0 || o % (x.c / ig) != 0 || bias.len() != o {
+        if ig == 0 || !x.c.is_multiple_of(ig) || o % (x.c / ig) != 0 || bias.len() != o {
             return Err(bad(format!(
                 "[out, {} / groups, kh, kw] with out divisible by groups and a bias of out values",
                 x.c

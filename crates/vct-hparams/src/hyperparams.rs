@@ -305,7 +305,11 @@ impl HyperParams {
     /// reads them) on top, checked once: every mistake in the file and in every
     /// assignment is reported together. The file may be partial, bare or tagged with
     /// `self`'s template; unreadable or unparsable files are an error on their own.
-    pub fn layered(&self, file: Option<&Path>, sets: &[String]) -> Result<HyperParams, HparamsError> {
+    pub fn layered(
+        &self,
+        file: Option<&Path>,
+        sets: &[String],
+    ) -> Result<HyperParams, HparamsError> {
         let template = self.template();
         let mut params = match self.params_value() {
             Value::Object(map) => map,
@@ -525,7 +529,10 @@ fn file_params(
             message: "unknown top-level key (expected only \"template\" and \"params\")".into(),
         })
         .collect();
-    match named.as_str().and_then(|n| Template::ALL.into_iter().find(|t| t.name() == n)) {
+    match named
+        .as_str()
+        .and_then(|n| Template::ALL.into_iter().find(|t| t.name() == n))
+    {
         Some(t) if t == template => {}
         Some(in_file) => {
             return Err(HparamsError::TemplateMismatch {
@@ -553,7 +560,10 @@ fn file_params(
             template: template.name().into(),
             violations: vec![Violation {
                 key: "params".into(),
-                message: format!("expected an object of hyperparameters, got {}", type_name(&other)),
+                message: format!(
+                    "expected an object of hyperparameters, got {}",
+                    type_name(&other)
+                ),
             }],
         }),
     }

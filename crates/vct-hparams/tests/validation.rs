@@ -375,14 +375,28 @@ fn layered_reports_every_mistake_of_the_file_and_every_set() {
     .collect();
     let base = HyperParams::defaults(Template::ResNext);
     let err = base.layered(Some(&file), &sets).unwrap_err();
-    let HparamsError::Invalid { violations, origin, .. } = &err else {
+    let HparamsError::Invalid {
+        violations, origin, ..
+    } = &err
+    else {
         panic!("{err}")
     };
     let keys: Vec<&str> = violations.iter().map(|v| v.key.as_str()).collect();
-    for k in ["batch_size", "imag_size", "image_size", "num_epochs", "per_item_lrate", "bogus", "logreg"] {
+    for k in [
+        "batch_size",
+        "imag_size",
+        "image_size",
+        "num_epochs",
+        "per_item_lrate",
+        "bogus",
+        "logreg",
+    ] {
         assert!(keys.contains(&k), "{k} missing from {keys:?}");
     }
-    assert!(origin.contains("p.yaml") && origin.contains("--set"), "{origin}");
+    assert!(
+        origin.contains("p.yaml") && origin.contains("--set"),
+        "{origin}"
+    );
     // A file changes only its keys; the sets come last.
     std::fs::write(&file, "batch_size: 16\n").unwrap();
     let hp = base
@@ -390,5 +404,8 @@ fn layered_reports_every_mistake_of_the_file_and_every_set() {
         .unwrap()
         .layered(Some(&file), &["image_size=64".to_string()])
         .unwrap();
-    assert_eq!((hp.batch_size(), hp.image_size(), hp.num_epochs()), (16, 64, 3));
+    assert_eq!(
+        (hp.batch_size(), hp.image_size(), hp.num_epochs()),
+        (16, 64, 3)
+    );
 }

@@ -108,7 +108,7 @@ impl MetricsAccumulator {
     /// Adds a batch: `scores` are probabilities, row-major `[batch, concepts]`.
     pub fn add(&mut self, scores: &[f32], labels: Labels<'_>) -> Result<(), ShapeError> {
         let c = self.concepts.len();
-        if c == 0 || scores.len() % c != 0 {
+        if c == 0 || !scores.len().is_multiple_of(c) {
             return Err(ShapeError(format!(
                 "scores have {} values, not a multiple of {c} concepts",
                 scores.len()

@@ -1,6 +1,6 @@
 //! Edge cases of the curves.
 
-use vct_sched::{Curve, LrSchedule, SchedError, Schedule, StepDecay, WarmupCosine, WarmupStyle};
+use vct_sched::{LrSchedule, SchedError, StepDecay, WarmupCosine, WarmupStyle};
 
 const STYLES: [WarmupStyle; 3] = [
     WarmupStyle::Mmengine,

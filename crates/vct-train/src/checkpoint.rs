@@ -113,14 +113,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 }
 
 /// Writes `bytes` to a new file at `path` and fsyncs it (through the fault-injection
-/// points of tests).
-pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+/// points of tests, for the checkpoint of `epoch`).
+pub(crate) fn write_synced(path: &Path, bytes: &[u8], epoch: usize) -> Result<(), TrainError> {
     let mut f = File::create(path).map_err(io_err(path))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    fault::write(&name, &mut f, bytes).map_err(io_err(path))?;
+    fault::write(&name, epoch, &mut f, bytes).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
 }
 
@@ -134,7 +134,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), TrainError> {
 /// Replaces the small text file `name` in `dir` atomically and durably.
 fn write_pointer(dir: &Path, name: &str, target: &str) -> Result<(), TrainError> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    write_synced(&tmp, format!("{target}\n").as_bytes())?;
+    write_synced(&tmp, format!("{target}\n").as_bytes(), usize::MAX)?;
     let path = dir.join(name);
     std::fs::rename(&tmp, &path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -216,14 +216,14 @@ impl Checkpoints {
         let written = (|| {
             state.files.clear();
             for (file, bytes) in files {
-                write_synced(&tmp.join(file), bytes)?;
+                write_synced(&tmp.join(file), bytes, state.epoch)?;
                 state.files.insert((*file).to_string(), digest_of(bytes));
             }
             let text = serde_json::to_string_pretty(&state).map_err(|e| TrainError::Io {
                 path: tmp.join(STATE_FILE),
                 source: std::io::Error::other(e),
             })?;
-            write_synced(&tmp.join(STATE_FILE), text.as_bytes())?;
+            write_synced(&tmp.join(STATE_FILE), text.as_bytes(), state.epoch)?;
             sync_dir(&tmp)
         })();
         if let Err(e) = written {
@@ -245,7 +245,7 @@ impl Checkpoints {
         }
         std::fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
         sync_dir(&self.root)?;
-        fault::point("between-renames");
+        fault::point("between-renames", state.epoch);
         write_pointer(&self.root, LATEST, &name)?;
         if improved {
             write_pointer(&self.root, BEST, &name)?;

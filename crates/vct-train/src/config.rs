@@ -102,7 +102,11 @@ pub struct Refusal {
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: the run has {}, asked for {}", self.key, self.old, self.new)
+        write!(
+            f,
+            "{}: the run has {}, asked for {}",
+            self.key, self.old, self.new
+        )
     }
 }
 
@@ -115,6 +119,31 @@ fn show<T: Serialize>(v: &T) -> String {
 }
 
 impl RunConfig {
+    /// `hparams` on the images at `data` with every other setting at its default: seed
+    /// 0, validation found or split automatically, no extras, the template's initial
+    /// weights, the CPU, no early stopping.
+    pub fn new(hparams: HyperParams, data: impl Into<PathBuf>) -> RunConfig {
+        RunConfig {
+            hparams,
+            seed: 0,
+            data: DataConfig {
+                train: data.into(),
+                val: ValSource::Auto,
+            },
+            extras: Extras::default(),
+            init: InitConfig::default(),
+            device: "cpu".into(),
+            early_stopping: None,
+            vct_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// The same with random initial weights (`--random-init`).
+    pub fn random_init(mut self) -> RunConfig {
+        self.init.random_init = true;
+        self
+    }
+
     /// The configuration a resume with `requested` runs: `requested` with every setting
     /// the caller gave (others copied from this one). Allowed to differ: `num_epochs`
     /// (not below `epochs_done`) and `early_stopping`; anything else is refused, every
@@ -139,7 +168,10 @@ impl RunConfig {
                 requested.hparams.template().to_string(),
             );
         } else {
-            let (old, new) = (self.hparams.params_value(), requested.hparams.params_value());
+            let (old, new) = (
+                self.hparams.params_value(),
+                requested.hparams.params_value(),
+            );
             if let (Some(old), Some(new)) = (old.as_object(), new.as_object()) {
                 for (key, value) in new {
                     let before = old.get(key).cloned().unwrap_or(serde_json::Value::Null);
@@ -277,11 +309,17 @@ mod tests {
             panic!("{err}")
         };
         let keys: Vec<&str> = refused.iter().map(|r| r.key.as_str()).collect();
-        assert!(keys.contains(&"seed") && keys.contains(&"batch_size"), "{keys:?}");
+        assert!(
+            keys.contains(&"seed") && keys.contains(&"batch_size"),
+            "{keys:?}"
+        );
         assert!(keys.iter().any(|k| k.starts_with("validation")), "{keys:?}");
         let text = err.to_string();
         assert!(text.contains("seed: the run has 7, asked for 0"), "{text}");
-        assert!(text.contains("batch_size: the run has 64, asked for 16"), "{text}");
+        assert!(
+            text.contains("batch_size: the run has 64, asked for 16"),
+            "{text}"
+        );
 
         let mut fewer = c.clone();
         fewer.hparams = c.hparams.with_override("num_epochs=2").unwrap();
@@ -294,7 +332,10 @@ mod tests {
             .with_override("num_items_per_epoch=1000000000000")
             .unwrap();
         let err = check_epoch_size(&hp, 100).unwrap_err().to_string();
-        assert!(err.contains("num_items_per_epoch") && err.contains("1000000000000"), "{err}");
+        assert!(
+            err.contains("num_items_per_epoch") && err.contains("1000000000000"),
+            "{err}"
+        );
         let hp = HyperParams::defaults(Template::ResNext)
             .with_override(&format!("num_items_per_epoch={}", u64::MAX))
             .unwrap();

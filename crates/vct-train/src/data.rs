@@ -12,8 +12,8 @@ use vct_augment::{
 use vct_data::{Dataset, LoadedBatch, Loader, LoaderConfig, Skipped};
 use vct_hparams::HyperParams;
 
-use crate::recipe::{InputNorm, Preprocess, TrainCrop};
 use crate::config::{Extras, ValSource};
+use crate::recipe::{InputNorm, Preprocess, TrainCrop};
 use crate::run::DataSummary;
 use crate::trainer::{Batch, BatchLabels, BatchSource, Batches, Input};
 use crate::TrainError;

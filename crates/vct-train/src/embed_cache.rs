@@ -122,12 +122,20 @@ fn key(
                 (m.len(), t)
             })
             .unwrap_or((0, 0));
-        k.push_str(&format!("{}|{size}|{mtime}|{:?}\n", it.path().display(), it.labels));
+        k.push_str(&format!(
+            "{}|{size}|{mtime}|{:?}\n",
+            it.path().display(),
+            it.labels
+        ));
     }
     Ok(format!("{:016x}", fnv1a64(k.as_bytes())))
 }
 
-fn read_cached(path: &Path, device: &Device, n: usize) -> Option<(Tensor, Tensor, Vec<Option<u32>>)> {
+fn read_cached(
+    path: &Path,
+    device: &Device,
+    n: usize,
+) -> Option<(Tensor, Tensor, Vec<Option<u32>>)> {
     let t = candle_core::safetensors::load(path, &Device::Cpu).ok()?;
     let emb = t.get("embeddings")?.to_device(device).ok()?;
     let targets = t.get("targets")?.to_device(device).ok()?;
@@ -189,7 +197,11 @@ fn embed_set(
             continue;
         }
         let x = b.images.to_device(device)?;
-        embs.push(eval_embeddings(model, flip_average, &x)?.detach().to_device(&Device::Cpu)?);
+        embs.push(
+            eval_embeddings(model, flip_average, &x)?
+                .detach()
+                .to_device(&Device::Cpu)?,
+        );
         targets.push(b.targets.to_dtype(DType::F32)?);
         for &i in &b.indices {
             rows[i] = Some(next);

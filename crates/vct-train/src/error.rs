@@ -23,10 +23,12 @@ pub enum TrainError {
         path: PathBuf,
     },
     /// `--resume` on a folder without a run.
-    #[error("{path} holds no run to resume (no checkpoints/LATEST)")]
+    #[error("{path} holds no run to resume: {why}")]
     NothingToResume {
         /// The folder.
         path: PathBuf,
+        /// What is missing, and what to do instead.
+        why: String,
     },
     /// A checkpoint is unreadable, corrupt or from a different run.
     #[error("checkpoint {path} refused: {reason}")]

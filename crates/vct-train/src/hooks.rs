@@ -267,10 +267,7 @@ impl Hook for LineProgress {
     fn on_step(&mut self, s: &StepReport) -> Result<(), TrainError> {
         if self.last.elapsed() >= self.every {
             self.last = Instant::now();
-            let loss = s
-                .loss
-                .map(|l| format!("loss {l:.4} "))
-                .unwrap_or_default();
+            let loss = s.loss.map(|l| format!("loss {l:.4} ")).unwrap_or_default();
             eprintln!(
                 "epoch {}/{} step {}/{} {loss}lr {:.3e} {:.1} img/s",
                 s.epoch, s.epochs, s.step_in_epoch, s.steps, s.lr, s.images_per_second

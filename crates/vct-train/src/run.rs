@@ -254,19 +254,23 @@ impl Resume {
     /// Locks the run in `out` and reads its newest checkpoint, after removing what
     /// crashed writers left behind.
     pub fn open(out: &Path) -> Result<Resume, TrainError> {
+        let nothing = || TrainError::NothingToResume {
+            path: out.to_path_buf(),
+            why: if out.join("run.json").exists() {
+                "the run stopped before its first checkpoint was complete; start it again \
+                 with --overwrite"
+                    .into()
+            } else {
+                "no run.json and no checkpoints/LATEST".into()
+            },
+        };
         if !out.join("checkpoints").is_dir() {
-            return Err(TrainError::NothingToResume {
-                path: out.to_path_buf(),
-            });
+            return Err(nothing());
         }
         let lock = RunLock::acquire(out)?;
         let checkpoints = Checkpoints::new(out);
         checkpoints.remove_stale()?;
-        let dir = checkpoints
-            .latest_dir()?
-            .ok_or_else(|| TrainError::NothingToResume {
-                path: out.to_path_buf(),
-            })?;
+        let dir = checkpoints.latest_dir()?.ok_or_else(nothing)?;
         let state = checkpoint::load_state(&dir)?;
         Ok(Resume { lock, dir, state })
     }
@@ -413,7 +417,11 @@ pub fn train_on(
             }
             let (out, lock, previous) = staging.commit()?;
             if let Some(p) = &previous {
-                opts.say(format!("the previous run in {} is now in {}", out.display(), p.display()));
+                opts.say(format!(
+                    "the previous run in {} is now in {}",
+                    out.display(),
+                    p.display()
+                ));
             }
             (out, lock, TrainState::default(), previous)
         }
@@ -427,7 +435,11 @@ pub fn train_on(
             cache = EmbeddingCache::build(&model, recipe.flip_average_eval, f, &out)?;
             opts.say(format!(
                 "frozen backbone: embeddings {} ({:.1}s): {}",
-                if cache.computed { "computed" } else { "read from the cache" },
+                if cache.computed {
+                    "computed"
+                } else {
+                    "read from the cache"
+                },
                 t.elapsed().as_secs_f64(),
                 cache
                     .files
@@ -531,6 +543,38 @@ pub fn train_on(
         seconds: started.elapsed().as_secs_f64(),
         previous_run,
     })
+}
+
+/// Trains (or, with `opts.existing == Resume`, continues) a run on any batch source:
+/// [`train_on`] with the resume opened and its configuration merged with `requested`
+/// ([`RunConfig::resume_with`]).
+pub fn train_batches(
+    requested: &RunConfig,
+    data: &dyn BatchSource,
+    concepts: &[String],
+    data_summary: DataSummary,
+    opts: RunOptions,
+) -> Result<RunSummary, TrainError> {
+    if opts.existing == ExistingRun::Resume {
+        let r = Resume::open(&opts.out)?;
+        let config = r.state.config.resume_with(requested, r.state.epoch)?;
+        return train_on(
+            &config,
+            TrainData::Batches(data),
+            concepts,
+            data_summary,
+            opts,
+            Some(r),
+        );
+    }
+    train_on(
+        requested,
+        TrainData::Batches(data),
+        concepts,
+        data_summary,
+        opts,
+        None,
+    )
 }
 
 /// Writes `metrics.json` and `confusion.csv` into `dir`.

@@ -97,6 +97,7 @@ pub fn resume_config(out: &Path) -> Result<RunConfig, TrainError> {
         .latest_dir()?
         .ok_or_else(|| TrainError::NothingToResume {
             path: out.to_path_buf(),
+            why: "no checkpoints/LATEST".into(),
         })?;
     Ok(crate::checkpoint::load_state(&dir)?.config)
 }

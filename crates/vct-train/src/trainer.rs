@@ -343,21 +343,39 @@ fn read_losses(
     Ok(last)
 }
 
+/// Which epoch [`train_one_epoch`] trains, of how many, with how many steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochAt {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Epochs of the run.
+    pub epochs: usize,
+    /// Steps per epoch.
+    pub steps: usize,
+}
+
 /// Trains one epoch: a step per batch at the schedule's learning rate; stops early (and
 /// says so) when `stop` is set. `on_step` sees every step. A non-finite loss is an error
 /// (the last checkpoint stays the last good state).
 pub fn train_one_epoch(
     stepper: &mut Stepper<'_>,
     batches: Batches<'_>,
-    epoch: usize,
-    epochs: usize,
-    steps: usize,
+    at: EpochAt,
     state: &mut TrainState,
     stop: &AtomicBool,
     on_step: &mut dyn FnMut(&StepReport) -> Result<(), TrainError>,
 ) -> Result<EpochTrain, TrainError> {
+    let EpochAt {
+        epoch,
+        epochs,
+        steps,
+    } = at;
     // On a GPU, reading the loss waits for the device: read every few steps instead.
-    let read_every = if stepper.model.device().is_cpu() { 1 } else { 16 };
+    let read_every = if stepper.model.device().is_cpu() {
+        1
+    } else {
+        16
+    };
     let started = Instant::now();
     let (mut sum, mut count, mut images) = (0f64, 0usize, 0usize);
     let mut pending: Vec<(Tensor, usize)> = Vec::new();
@@ -399,7 +417,11 @@ pub fn train_one_epoch(
         )));
     }
     Ok(EpochTrain {
-        loss: if count > 0 { sum / count as f64 } else { f64::NAN },
+        loss: if count > 0 {
+            sum / count as f64
+        } else {
+            f64::NAN
+        },
         images,
         seconds: started.elapsed().as_secs_f64(),
         lr,
@@ -579,12 +601,15 @@ impl<'a> Trainer<'a> {
                 Ok(())
             };
             let batches = self.data.train_epoch(epoch)?;
-            let trained = train_one_epoch(
-                &mut self.stepper,
-                batches,
+            let at = EpochAt {
                 epoch,
                 epochs,
                 steps,
+            };
+            let trained = train_one_epoch(
+                &mut self.stepper,
+                batches,
+                at,
                 &mut state,
                 &self.stop,
                 &mut on_step,

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use vct_arch::{Arch, Classifier, ModelConfig};
 use vct_hparams::{HyperParams, Template};
-use vct_train::data::ValSource;
-use vct_train::progress::ProgressMode;
-use vct_train::run::{RunOptions, RunSummary};
+use vct_train::config::{DataConfig, InitConfig, RunConfig, ValSource};
+use vct_train::run::{Progress, RunOptions, RunSummary};
 use vct_train::session::{self, TrainedModel};
 
 fn demo(dir: &Path, multi: bool) -> PathBuf {
@@ -58,11 +57,28 @@ fn hparams(template: Template, extra: &[&str]) -> HyperParams {
     hp
 }
 
+fn config(hparams: HyperParams, data: &Path) -> RunConfig {
+    RunConfig {
+        hparams,
+        seed: 5,
+        data: DataConfig {
+            train: data.to_path_buf(),
+            val: ValSource::Auto,
+        },
+        extras: Default::default(),
+        init: InitConfig {
+            random_init: true,
+            ..InitConfig::default()
+        },
+        device: "cpu".into(),
+        early_stopping: None,
+        vct_version: "test".into(),
+    }
+}
+
 fn options(out: &Path) -> RunOptions {
     let mut o = RunOptions::new(out);
-    o.progress = ProgressMode::Quiet;
-    o.random_init = true;
-    o.seed = 5;
+    o.progress = Progress::Quiet;
     o
 }
 
@@ -80,21 +96,16 @@ fn check_run(template: Template, extra: &[&str]) -> (tempfile::TempDir, RunSumma
     let tmp = tempfile::tempdir().unwrap();
     let data = demo(tmp.path(), false);
     let out = tmp.path().join("run");
-    let summary = session::train(
-        &hparams(template, extra),
-        &data,
-        &ValSource::Auto,
-        &options(&out),
-    )
-    .unwrap_or_else(|e| panic!("{template}: {e}"));
+    let summary = session::train(&config(hparams(template, extra), &data), options(&out))
+        .unwrap_or_else(|e| panic!("{template}: {e}"));
     assert_eq!(summary.epochs, 3);
     for f in [
         "model.safetensors",
         "run.json",
         "metrics.json",
         "confusion.csv",
-        "curves.svg",
         "events.jsonl",
+        "checkpoints/LATEST",
     ] {
         assert!(out.join(f).is_file(), "{template}: {f} missing");
     }
@@ -109,11 +120,9 @@ fn check_run(template: Template, extra: &[&str]) -> (tempfile::TempDir, RunSumma
     assert_eq!(m.count, 8);
     assert_eq!(m.per_concept.len(), 4);
     let image = data.join("val/circle/0000.png");
-    let p = model
-        .predict(std::slice::from_ref(&image), 4, true)
-        .unwrap();
-    assert_eq!(p[0].concepts.len(), 4);
-    assert!(p[0]
+    let p = model.predict_one(&image, 4, true).unwrap();
+    assert_eq!(p.concepts.len(), 4);
+    assert!(p
         .embedding
         .as_ref()
         .is_some_and(|e| e.len() == model.model.out_dim()));
@@ -138,9 +147,9 @@ fn inception_v2_end_to_end_and_softmax_sums_to_one() {
     assert_eq!(s.record.arch, "inception_v2");
     let model = TrainedModel::load(&t.path().join("run"), &Device::Cpu).unwrap();
     let p = model
-        .predict(&[t.path().join("single/val/square/0001.png")], 10, false)
+        .predict_one(&t.path().join("single/val/square/0001.png"), 10, false)
         .unwrap();
-    let total: f32 = p[0].concepts.iter().map(|c| c.1).sum();
+    let total: f32 = p.concepts.iter().map(|c| c.1).sum();
     assert!(
         (total - 1.0).abs() < 1e-4,
         "softmax probabilities sum to {total}"
@@ -171,7 +180,15 @@ fn frozen_backbone_keeps_its_weights() {
         Template::TransferEmbedNorm,
         &["base_gradient_multiplier=0", "num_epochs=1"],
     );
-    session::train(&hp, &data, &ValSource::Auto, &options(&out)).unwrap();
+    session::train(&config(hp, &data), options(&out)).unwrap();
+    // Trained on the backbone's embeddings, computed once into the run folder.
+    let cached: Vec<String> = std::fs::read_dir(out.join("embeddings"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(cached.iter().any(|f| f.starts_with("train-")), "{cached:?}");
+    assert!(cached.iter().any(|f| f.starts_with("val-")), "{cached:?}");
     // The same seed builds the same initial model: compare every backbone tensor.
     let initial = Classifier::new(
         &ModelConfig {
@@ -209,7 +226,7 @@ fn multi_label_reports_map() {
     let data = demo(tmp.path(), true);
     let out = tmp.path().join("run");
     let hp = hparams(Template::InceptionV2, &["logreg=1", "num_epochs=2"]);
-    let s = session::train(&hp, &data, &ValSource::Auto, &options(&out)).unwrap();
+    let s = session::train(&config(hp, &data), options(&out)).unwrap();
     let m = s.best_metrics.clone().expect("validation metrics");
     assert!(m.multi_label);
     assert!(m.mean_average_precision.is_some());
@@ -227,46 +244,33 @@ fn pretrained_files_load_and_wrong_architectures_are_refused() {
     let donor = Classifier::new(&ModelConfig::new(Arch::BnInception, 1000), &Device::Cpu).unwrap();
     let good = tmp.path().join("bninception.safetensors");
     donor.save(&good).unwrap();
-    let mut o = options(&tmp.path().join("ok"));
-    o.random_init = false;
-    o.weights = Some(good);
-    let s = session::train(
-        &hparams(Template::InceptionBatchNorm, &["num_epochs=1"]),
+    let mut c = config(
+        hparams(Template::InceptionBatchNorm, &["num_epochs=1"]),
         &data,
-        &ValSource::Auto,
-        &o,
-    )
-    .unwrap();
+    );
+    c.init = InitConfig {
+        weights: Some(good),
+        ..InitConfig::default()
+    };
+    let s = session::train(&c, options(&tmp.path().join("ok"))).unwrap();
     assert!(s.record.init.starts_with("pretrained"), "{}", s.record.init);
 
     let other = Classifier::new(&ModelConfig::new(Arch::ResNet18, 10), &Device::Cpu).unwrap();
     let wrong = tmp.path().join("resnet18.safetensors");
     other.save(&wrong).unwrap();
-    let mut o = options(&tmp.path().join("bad"));
-    o.random_init = false;
-    o.weights = Some(wrong);
-    let err = session::train(
-        &hparams(Template::InceptionBatchNorm, &["num_epochs=1"]),
-        &data,
-        &ValSource::Auto,
-        &o,
-    )
-    .unwrap_err()
-    .to_string();
+    c.init.weights = Some(wrong);
+    let err = session::train(&c, options(&tmp.path().join("bad")))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("conv1"), "the error should name keys: {err}");
 
     // No file anywhere: the error says where it looked and how to provide one.
-    let mut o = options(&tmp.path().join("none"));
-    o.random_init = false;
     std::env::set_var("VCT_WEIGHTS_DIR", tmp.path().join("empty"));
-    let err = session::train(
-        &hparams(Template::ResNext, &["num_epochs=1"]),
-        &data,
-        &ValSource::Auto,
-        &o,
-    )
-    .unwrap_err()
-    .to_string();
+    let mut c = config(hparams(Template::ResNext, &["num_epochs=1"]), &data);
+    c.init = InitConfig::default();
+    let mut o = options(&tmp.path().join("none"));
+    o.offline = true;
+    let err = session::train(&c, o).unwrap_err().to_string();
     assert!(err.contains("--random-init"), "{err}");
 }
 
@@ -283,10 +287,8 @@ fn corrupt_images_are_skipped_and_counted() {
     .unwrap();
     let out = tmp.path().join("run");
     let s = session::train(
-        &hparams(Template::InceptionV2, &["num_epochs=1"]),
-        &data,
-        &ValSource::Auto,
-        &options(&out),
+        &config(hparams(Template::InceptionV2, &["num_epochs=1"]), &data),
+        options(&out),
     )
     .unwrap();
     assert!(s.record.data.skipped >= 2, "{:?}", s.record.data);
@@ -302,10 +304,8 @@ fn missing_data_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-such-folder");
     let err = session::train(
-        &hparams(Template::InceptionV2, &[]),
-        &missing,
-        &ValSource::Auto,
-        &options(&tmp.path().join("o")),
+        &config(hparams(Template::InceptionV2, &[]), &missing),
+        options(&tmp.path().join("o")),
     )
     .unwrap_err()
     .to_string();
@@ -317,16 +317,10 @@ fn rsb_extras_mix_batches_and_train() {
     let tmp = tempfile::tempdir().unwrap();
     let data = demo(tmp.path(), false);
     let out = tmp.path().join("run");
-    let mut o = options(&out);
-    o.extras = vct_train::run::Extras::rsb_a1();
-    let s = session::train(
-        &hparams(Template::RsbA1, &["num_epochs=1"]),
-        &data,
-        &ValSource::Auto,
-        &o,
-    )
-    .unwrap();
-    assert_eq!(s.record.extras, vct_train::run::Extras::rsb_a1());
+    let mut c = config(hparams(Template::RsbA1, &["num_epochs=1"]), &data);
+    c.extras = vct_train::recipe::rsb_a1_extras();
+    let s = session::train(&c, options(&out)).unwrap();
+    assert_eq!(s.record.config.extras, vct_train::recipe::rsb_a1_extras());
     let run = std::fs::read_to_string(out.join("run.json")).unwrap();
     assert!(
         run.contains("\"cutmix_alpha\": 1.0") && run.contains("\"mixup_alpha\": 0.2"),
@@ -341,7 +335,7 @@ fn softmax_on_a_multi_label_manifest_is_refused_before_training() {
     let data = demo(tmp.path(), true);
     let out = tmp.path().join("run");
     let hp = hparams(Template::InceptionV2, &["logreg=0"]);
-    let err = session::train(&hp, &data, &ValSource::Auto, &options(&out))
+    let err = session::train(&config(hp, &data), options(&out))
         .unwrap_err()
         .to_string();
     assert!(

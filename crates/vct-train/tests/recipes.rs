@@ -27,12 +27,19 @@ fn card(w: u32, h: u32) -> RgbImage {
     RgbImage::from_raw(w, h, px).unwrap()
 }
 
+fn random_init() -> vct_train::config::InitConfig {
+    vct_train::config::InitConfig {
+        random_init: true,
+        ..Default::default()
+    }
+}
+
 fn rsb(extra: &[&str]) -> Recipe {
     let mut hp = HyperParams::defaults(Template::RsbA1);
     for s in extra {
         hp = hp.with_override(s).unwrap();
     }
-    Recipe::new(&hp, 3, 0, true).unwrap()
+    Recipe::new(&hp, 3, 0, &random_init()).unwrap()
 }
 
 #[test]
@@ -70,7 +77,7 @@ fn rsb_a1_pipelines_resize_bicubic_and_clarifai_bilinear() {
     let hp = HyperParams::defaults(Template::ResNext)
         .with_override("image_size=64")
         .unwrap();
-    let clarifai = Recipe::new(&hp, 3, 0, true).unwrap();
+    let clarifai = Recipe::new(&hp, 3, 0, &random_init()).unwrap();
     let got = eval_pipeline(&clarifai.preprocess)
         .apply(img.clone(), &mut item_rng(0, 0, 0))
         .unwrap();
@@ -143,36 +150,45 @@ fn softmax_templates_refuse_rows_of_several_concepts_naming_the_row() {
 #[test]
 fn run_records_written_before_the_loss_and_filter_settings_load() {
     let recipe = rsb(&[]);
-    let record = RunRecord {
-        vct_version: "0.1.0".into(),
-        hparams: recipe.hparams.clone(),
-        concepts: vec!["a".into(), "b".into(), "c".into()],
-        seed: 1,
-        arch: "resnet50".into(),
-        output: recipe.loss.output,
-        label_smoothing: recipe.loss.label_smoothing,
-        reduction: recipe.loss.reduction,
-        preprocess: recipe.preprocess.clone(),
-        flip_average_eval: false,
-        extras: Default::default(),
-        init: "random (seed 1)".into(),
-        data: DataSummary::default(),
-        stop_reason: None,
-        best: None,
-    };
-    let mut json = serde_json::to_value(&record).unwrap();
-    assert_eq!(json["label_smoothing"], 0.1);
-    assert_eq!(json["reduction"], "SumOverBatch");
-    assert_eq!(json["preprocess"]["filter"], "bicubic");
-    // What a run written before these fields looks like.
-    let obj = json.as_object_mut().unwrap();
-    obj.remove("label_smoothing");
-    obj.remove("reduction");
-    obj["preprocess"].as_object_mut().unwrap().remove("filter");
-    let old: RunRecord = serde_json::from_value(json).unwrap();
+    // What vct 0.1's first layout wrote: hyperparameters and seed at the top level, no
+    // loss settings, no resize filter.
+    let mut preprocess = serde_json::to_value(&recipe.preprocess).unwrap();
+    preprocess.as_object_mut().unwrap().remove("filter");
+    let legacy = serde_json::json!({
+        "vct_version": "0.1.0",
+        "hparams": recipe.hparams,
+        "concepts": ["a", "b", "c"],
+        "seed": 1,
+        "arch": "resnet50",
+        "output": "Sigmoid",
+        "preprocess": preprocess,
+        "flip_average_eval": false,
+        "init": "random (seed 1)",
+        "data": DataSummary::default(),
+        "stop_reason": null,
+        "best": null,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.json");
+    std::fs::write(&path, legacy.to_string()).unwrap();
+    let old = RunRecord::read(&path).unwrap();
     // It was trained with what these defaults say.
     assert_eq!(old.loss().label_smoothing, 0.0);
     assert_eq!(old.loss().reduction, Reduction::MeanOverElements);
     assert_eq!(old.loss().output, Output::Sigmoid);
     assert_eq!(old.preprocess.filter, Filter::Bilinear);
+    assert_eq!(
+        (old.config.seed, old.config.hparams.template()),
+        (1, Template::RsbA1)
+    );
+    // The current layout records the recipe's loss and filter.
+    let json = serde_json::to_value(RunRecord {
+        loss: recipe.loss,
+        preprocess: recipe.preprocess.clone(),
+        ..old
+    })
+    .unwrap();
+    assert_eq!(json["loss"]["label_smoothing"], 0.1);
+    assert_eq!(json["loss"]["reduction"], "SumOverBatch");
+    assert_eq!(json["preprocess"]["filter"], "bicubic");
 }

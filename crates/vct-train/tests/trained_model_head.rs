@@ -7,9 +7,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use vct_hparams::{HyperParams, Template};
-use vct_train::data::ValSource;
-use vct_train::progress::ProgressMode;
-use vct_train::run::RunOptions;
+use vct_train::config::{DataConfig, InitConfig, RunConfig, ValSource};
+use vct_train::run::{Progress, RunOptions};
 use vct_train::session::{self, TrainedModel};
 use vct_train::TrainError;
 
@@ -37,9 +36,24 @@ fn trained_run(tmp: &Path, out: &Path) {
         hp = hp.with_override(s).unwrap();
     }
     let mut opts = RunOptions::new(out);
-    opts.progress = ProgressMode::Quiet;
-    opts.random_init = true;
-    session::train(&hp, &data, &ValSource::Auto, &opts).unwrap();
+    opts.progress = Progress::Quiet;
+    let config = RunConfig {
+        hparams: hp,
+        seed: 0,
+        data: DataConfig {
+            train: data,
+            val: ValSource::Auto,
+        },
+        extras: Default::default(),
+        init: InitConfig {
+            random_init: true,
+            ..InitConfig::default()
+        },
+        device: "cpu".into(),
+        early_stopping: None,
+        vct_version: "test".into(),
+    };
+    session::train(&config, opts).unwrap();
 }
 
 fn rewrite(path: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) {

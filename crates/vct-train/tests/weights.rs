@@ -31,7 +31,13 @@ fn resolver(server: &TestServer, cache: &Path) -> WeightsResolver {
 #[test]
 fn the_table_matches_what_the_recipe_initialises_from() {
     for row in DEFAULT_WEIGHTS {
-        let recipe = Recipe::new(&HyperParams::defaults(row.template), 2, 0, false).unwrap();
+        let recipe = Recipe::new(
+            &HyperParams::defaults(row.template),
+            2,
+            0,
+            &Default::default(),
+        )
+        .unwrap();
         let pretrained = matches!(recipe.init, Init::Pretrained(_));
         assert_eq!(
             pretrained,

@@ -356,7 +356,7 @@ impl<'a> Vm<'a> {
 
     /// Adds items to the dict (or dict-like instance) on top of the stack.
     fn set_items(&mut self, items: Vec<Entry>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.err("SETITEMS with an odd number of objects");
         }
         let (depth, nodes) = combine(&items);

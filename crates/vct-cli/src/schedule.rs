@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use plotters::prelude::*;
 use vct_hparams::{HyperParams, Template};
-use vct_sched::{for_hparams_with, Curve, LrSchedule, Schedule, WarmupStyle};
+use vct_sched::{Curve, LrSchedule, Schedule, WarmupStyle};
+use vct_train::recipe::schedule_for;
 
 /// Arguments of `cargo xtask schedule`.
 #[derive(Debug, Args)]
@@ -89,7 +90,7 @@ pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
         Style::Mmcv1 => WarmupStyle::Mmcv1,
     };
     let schedule =
-        for_hparams_with(&hp, steps_per_epoch, style).with_context(|| match &args.params {
+        schedule_for(&hp, steps_per_epoch, style).with_context(|| match &args.params {
             Some(path) => format!("{}", path.display()),
             None => format!("{template} defaults"),
         })?;
@@ -282,7 +283,7 @@ mod tests {
     #[test]
     fn key_points_of_the_rsb_a1_defaults() {
         let hp = HyperParams::defaults(Template::RsbA1);
-        let s = for_hparams_with(&hp, 10, WarmupStyle::Mmengine).unwrap();
+        let s = schedule_for(&hp, 10, WarmupStyle::Mmengine).unwrap();
         let text = describe(Template::RsbA1, &s, "test");
         assert!(
             text.contains("600 steps = 60 epochs × 10 steps per epoch"),

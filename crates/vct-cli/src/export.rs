@@ -110,7 +110,7 @@ pub fn load_run(dir: &Path) -> Result<TrainedModel, ExportCmdError> {
             reason: format!(
                 "arch `{}`, but its template {} builds {}",
                 record.arch,
-                record.hparams.template(),
+                record.config.hparams.template(),
                 trained.model.arch()
             ),
         });
@@ -134,10 +134,10 @@ pub fn metadata(record: &RunRecord) -> ExportMetadata {
         InputNorm::Symmetric => (ChannelOrder::Rgb, 1.0, [0.5; 3], [0.5; 3]),
     };
     ExportMetadata {
-        template: record.hparams.template().to_string(),
+        template: record.config.hparams.template().to_string(),
         vct_version: record.vct_version.clone(),
         concepts: record.concepts.clone(),
-        probabilities: match record.output {
+        probabilities: match record.loss.output {
             Output::Sigmoid => Probabilities::Sigmoid,
             Output::Softmax => Probabilities::Softmax,
         },
@@ -221,20 +221,22 @@ mod tests {
         for s in settings {
             hp = hp.with_override(s).unwrap();
         }
-        let recipe = Recipe::new(&hp, concepts.len(), 3, true).unwrap();
+        let config = vct_train::config::RunConfig {
+            seed: 3,
+            ..vct_train::config::RunConfig::new(hp.clone(), dir).random_init()
+        };
+        let recipe = Recipe::new(&hp, concepts.len(), 3, &config.init).unwrap();
         let model = recipe.build_model(&Device::Cpu).unwrap();
         std::fs::create_dir_all(dir).unwrap();
         model.save(&dir.join("model.safetensors")).unwrap();
         let record = RunRecord {
             vct_version: VERSION.into(),
-            hparams: hp,
+            config,
             concepts: concepts.iter().map(|s| s.to_string()).collect(),
-            seed: 3,
             arch: model.arch().name().into(),
-            output: recipe.output,
+            loss: recipe.loss,
             preprocess: recipe.preprocess.clone(),
             flip_average_eval: recipe.flip_average_eval,
-            extras: Default::default(),
             init: "random (seed 3)".into(),
             data: DataSummary::default(),
             stop_reason: None,

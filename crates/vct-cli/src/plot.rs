@@ -1,24 +1,37 @@
 //! `curves.svg`: training loss, validation loss and accuracy, and the learning
 //! rate per epoch, so a person can see at a glance how the run went.
 
-use plotters::prelude::*;
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
-/// One epoch's summary numbers, as plotted and logged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochPoint {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Mean training loss over the epoch.
-    pub train_loss: f64,
-    /// Validation loss, when a validation set exists.
-    pub val_loss: Option<f64>,
-    /// Validation top-1 accuracy, when a validation set exists.
-    pub val_top1: Option<f64>,
-    /// Validation mean average precision (multi-label runs).
-    pub val_map: Option<f64>,
-    /// Learning rate at the end of the epoch.
-    pub lr: f64,
+use plotters::prelude::*;
+use vct_train::trainer::{Control, EpochContext, EpochPoint, EpochReport, Hook};
+use vct_train::TrainError;
+
+/// Rewrites `curves.svg` after every epoch, as a trainer hook.
+#[derive(Debug)]
+pub struct CurvesHook {
+    path: PathBuf,
+    title: String,
+}
+
+impl CurvesHook {
+    /// Plots into `path` under `title`.
+    pub fn new(path: PathBuf, title: String) -> Self {
+        CurvesHook { path, title }
+    }
+}
+
+impl Hook for CurvesHook {
+    fn on_epoch_end(
+        &mut self,
+        _e: &EpochReport<'_>,
+        ctx: EpochContext<'_>,
+    ) -> Result<Control, TrainError> {
+        let svg = curves_svg(&self.title, &ctx.state.history)
+            .map_err(|e| TrainError::Component(format!("plot: {e}")))?;
+        vct_train::outputs::write_atomic(&self.path, svg.as_bytes())?;
+        Ok(Control::Continue)
+    }
 }
 
 /// Renders the curves as an SVG document.

@@ -1,20 +1,22 @@
-//! `cargo xtask train | eval | predict`: the main job and its companions.
+//! `train | eval | predict`: the main job and its companions.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use anyhow::{bail, Context};
+use anyhow::{bail, Context as _};
 use candle_core::Device;
 use clap::Args;
 use vct_hparams::{HyperParams, Template};
-use vct_train::data::ValSource;
+use vct_train::config::{DataConfig, Extras, InitConfig, RunConfig, ValSource};
 use vct_train::outputs::ExistingRun;
-use vct_train::progress::ProgressMode;
-use vct_train::run::{summary_text, RunOptions};
+use vct_train::run::{summary_text, Progress, RunOptions, VERSION};
 use vct_train::session::TrainedModel;
 
-use crate::hparams_cmds::repo_root;
+use crate::plot::CurvesHook;
+use crate::progress::ProgressBarHook;
+use crate::Context;
 
 /// The template of the built-in demo: Inception-v2 trains from random weights,
 /// so the demo needs no downloads.
@@ -31,7 +33,7 @@ pub const DEMO_SETTINGS: &[&str] = &[
     "logreg=0",
 ];
 
-/// Arguments of `cargo xtask train`.
+/// Arguments of `train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Template name (any case). Default: the demo's, Clarifai_InceptionV2.
@@ -59,22 +61,33 @@ pub struct TrainArgs {
     /// Pretrained weights file (.safetensors or .pth) for templates that start pretrained.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Another pretrained source than the template's: `ORG/REPO[:FILE]` on the Hugging
+    /// Face Hub, or a URL.
+    #[arg(long, value_name = "SOURCE")]
+    weights_source: Option<String>,
+    /// Never open a network connection (weights must be local or already cached).
+    #[arg(long)]
+    offline: bool,
     /// Start from random weights even if the template expects pretrained ones.
     #[arg(long)]
     random_init: bool,
+    /// Train only the head on a frozen backbone (linear probing), with each image's
+    /// embedding computed once.
+    #[arg(long)]
+    freeze_backbone: bool,
     /// Output folder (default: a new folder under `runs/`).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Seed of everything random.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// `cpu`, `cuda:N` (build with --features cuda) or `metal` (--features metal).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Continue the run in this folder from its last checkpoint.
+    /// Seed of everything random (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// `cpu` (default), `cuda:N` (build with --features cuda) or `metal` (--features metal).
+    #[arg(long)]
+    device: Option<String>,
+    /// Continue the run in this folder from its last checkpoint, with its own settings.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
-    /// Replace a run already in --out.
+    /// Replace a run already in --out (the old run is moved aside, never deleted).
     #[arg(long)]
     overwrite: bool,
     /// Stop after this many epochs without a better validation score.
@@ -83,6 +96,9 @@ pub struct TrainArgs {
     /// Log lines instead of progress bars.
     #[arg(long)]
     plain: bool,
+    /// Print more: where the weights came from, oneDNN fallbacks.
+    #[arg(long, short)]
+    verbose: bool,
     /// Mixup on training batches with this Beta(α, α) (RSB-A1: 0.2).
     #[arg(long, value_name = "ALPHA")]
     mixup: Option<f64>,
@@ -97,10 +113,19 @@ pub struct TrainArgs {
     rsb_extras: bool,
 }
 
+impl TrainArgs {
+    fn extras_given(&self) -> bool {
+        self.rsb_extras
+            || self.mixup.is_some()
+            || self.cutmix.is_some()
+            || self.randaugment.is_some()
+    }
+}
+
 /// Parses `--mixup`, `--cutmix`, `--randaugment` and `--rsb-extras`.
-fn extras(args: &TrainArgs) -> anyhow::Result<vct_train::run::Extras> {
+fn extras(args: &TrainArgs) -> anyhow::Result<Extras> {
     if args.rsb_extras {
-        return Ok(vct_train::run::Extras::rsb_a1());
+        return Ok(vct_train::recipe::rsb_a1_extras());
     }
     for (flag, v) in [("--mixup", args.mixup), ("--cutmix", args.cutmix)] {
         if let Some(a) = v {
@@ -138,7 +163,7 @@ fn extras(args: &TrainArgs) -> anyhow::Result<vct_train::run::Extras> {
             Some((n, m, std))
         }
     };
-    Ok(vct_train::run::Extras { mixup, randaugment })
+    Ok(Extras { mixup, randaugment })
 }
 
 /// Parses `--device`.
@@ -168,8 +193,7 @@ pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
 }
 
 /// A fresh folder under `runs/` named after the template.
-fn fresh_out_dir(name: &str) -> PathBuf {
-    let runs = repo_root().join("runs");
+fn fresh_out_dir(runs: &Path, name: &str) -> PathBuf {
     (1..)
         .map(|i| {
             if i == 1 {
@@ -193,8 +217,8 @@ pub fn demo_config() -> vct_data::demo::DemoConfig {
 }
 
 /// Generates the built-in demo dataset (once) and returns its root.
-fn demo_data() -> anyhow::Result<PathBuf> {
-    let root = repo_root().join("target").join("vct-demo-data-1000");
+fn demo_data(ctx: &Context) -> anyhow::Result<PathBuf> {
+    let root = ctx.demo_data.clone();
     if !root.join("train").is_dir() || !root.join("val").is_dir() {
         let summary = vct_data::demo::generate(&root, &demo_config())
             .with_context(|| format!("generating the demo data in {}", root.display()))?;
@@ -206,111 +230,166 @@ fn demo_data() -> anyhow::Result<PathBuf> {
     Ok(root)
 }
 
-/// Runs `cargo xtask train`.
-pub fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    // Resuming without --data reads the images the run was trained on.
-    let resumed_data = match (&args.resume, &args.data) {
-        (Some(dir), None) => {
-            let path = dir.join("run.json");
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "reading {} (pass --data to name the images)",
-                    path.display()
-                )
-            })?;
-            let record: vct_train::run::RunRecord = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a vct run record", path.display()))?;
-            Some(PathBuf::from(record.data.train))
-        }
-        _ => None,
-    };
-    let demo = args.data.is_none() && resumed_data.is_none();
-    let data = match (&args.data, resumed_data) {
-        (Some(d), _) => d.clone(),
-        (None, Some(d)) => d,
-        (None, None) => demo_data()?,
-    };
-    let requested = args
-        .template
-        .as_deref()
-        .map(str::parse::<Template>)
-        .transpose()?;
-
-    // Hyperparameters: checkpoint's (resume) or defaults, then the file, then --set.
-    let mut hp = match &args.resume {
-        Some(dir) => {
-            let state = vct_train::checkpoint::load_state(&vct_train::checkpoint::checkpoint_dir(
-                dir, "last",
-            ))?;
-            if let Some(t) = requested {
-                if t != state.hparams.template() {
-                    bail!(
-                        "--template {t} does not match the run in {} ({})",
-                        dir.display(),
-                        state.hparams.template()
-                    );
-                }
-            }
-            state.hparams
-        }
-        None => {
-            let template = requested.unwrap_or(DEMO_TEMPLATE);
-            let mut hp = HyperParams::defaults(template);
-            if demo && args.params.is_none() {
-                for s in DEMO_SETTINGS {
-                    hp = hp.with_override(s)?;
-                }
-            }
-            hp
-        }
-    };
-    if let Some(file) = &args.params {
-        hp = HyperParams::load(file, Some(hp.template()))?;
-    }
-    for s in &args.sets {
-        hp = hp.with_override(s)?;
-    }
-
-    let (out, existing) = match (&args.resume, &args.out) {
-        (Some(dir), _) => (dir.clone(), ExistingRun::Resume),
-        (None, Some(out)) => (
-            out.clone(),
-            if args.overwrite {
-                ExistingRun::Overwrite
-            } else {
-                ExistingRun::Refuse
-            },
-        ),
-        (None, None) => (
-            fresh_out_dir(if demo { "demo" } else { hp.template().name() }),
-            ExistingRun::Refuse,
-        ),
-    };
-    let val = if args.no_val {
-        ValSource::None
+/// The validation setting the flags ask for (`None`: not given).
+fn val_source(args: &TrainArgs) -> anyhow::Result<Option<ValSource>> {
+    Ok(if args.no_val {
+        Some(ValSource::None)
     } else if let Some(v) = &args.val {
-        ValSource::Path(v.clone())
+        Some(ValSource::Path(v.clone()))
     } else if let Some(f) = args.val_split {
         if !(0.0..1.0).contains(&f) || f == 0.0 {
             bail!("--val-split {f}: expected a fraction between 0 and 1");
         }
-        ValSource::Split(f)
+        Some(ValSource::Split(f))
     } else {
-        ValSource::Auto
+        None
+    })
+}
+
+/// The configuration a resume asks for: the run's own, with only what the flags give
+/// changed (the library refuses every change a resume cannot take, naming each).
+fn resume_request(dir: &Path, args: &TrainArgs) -> anyhow::Result<RunConfig> {
+    let stored = vct_train::session::resume_config(dir)?;
+    let mut c = stored.clone();
+    if let Some(t) = args.template.as_deref() {
+        let t: Template = t.parse()?;
+        if t != stored.hparams.template() {
+            bail!(
+                "--template {t} does not match the run in {} ({})",
+                dir.display(),
+                stored.hparams.template()
+            );
+        }
+    }
+    c.hparams = stored.hparams.layered(args.params.as_deref(), &args.sets)?;
+    if let Some(s) = args.seed {
+        c.seed = s;
+    }
+    if let Some(d) = &args.data {
+        c.data.train = d.canonicalize().unwrap_or_else(|_| d.clone());
+    }
+    if let Some(v) = val_source(args)? {
+        c.data.val = match v {
+            ValSource::Path(p) => ValSource::Path(p.canonicalize().unwrap_or(p)),
+            other => other,
+        };
+    }
+    if args.extras_given() {
+        c.extras = extras(args)?;
+    }
+    if args.random_init {
+        c.init.random_init = true;
+    }
+    if args.freeze_backbone {
+        c.init.freeze_backbone = true;
+    }
+    if let Some(w) = &args.weights {
+        c.init.weights = Some(w.clone());
+    }
+    if let Some(w) = &args.weights_source {
+        c.init.weights_source = Some(w.clone());
+    }
+    if let Some(d) = &args.device {
+        c.device = d.clone();
+    }
+    if args.early_stopping.is_some() {
+        c.early_stopping = args.early_stopping;
+    }
+    Ok(c)
+}
+
+/// Runs `train`.
+pub fn train(args: TrainArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let (config, out, existing) = match &args.resume {
+        Some(dir) => (
+            resume_request(dir, &args)?,
+            dir.clone(),
+            ExistingRun::Resume,
+        ),
+        None => {
+            let demo = args.data.is_none();
+            let data = match &args.data {
+                Some(d) => d.clone(),
+                None => demo_data(ctx)?,
+            };
+            let template = args
+                .template
+                .as_deref()
+                .map(str::parse::<Template>)
+                .transpose()?
+                .unwrap_or(DEMO_TEMPLATE);
+            let mut base = HyperParams::defaults(template);
+            if demo && args.params.is_none() && template == DEMO_TEMPLATE {
+                let demo_sets: Vec<String> = DEMO_SETTINGS.iter().map(|s| s.to_string()).collect();
+                base = base.layered(None, &demo_sets)?;
+            }
+            // Every mistake of the file and of every --set at once.
+            let hparams = base.layered(args.params.as_deref(), &args.sets)?;
+            let config = RunConfig {
+                hparams,
+                seed: args.seed.unwrap_or(0),
+                data: DataConfig {
+                    train: data,
+                    val: val_source(&args)?.unwrap_or(ValSource::Auto),
+                },
+                extras: extras(&args)?,
+                init: InitConfig {
+                    random_init: args.random_init,
+                    weights: args.weights.clone(),
+                    weights_source: args.weights_source.clone(),
+                    freeze_backbone: args.freeze_backbone,
+                },
+                device: args.device.clone().unwrap_or_else(|| "cpu".into()),
+                early_stopping: args.early_stopping,
+                vct_version: VERSION.into(),
+            };
+            let (out, existing) = match &args.out {
+                Some(out) => (
+                    out.clone(),
+                    if args.overwrite {
+                        ExistingRun::Overwrite
+                    } else {
+                        ExistingRun::Refuse
+                    },
+                ),
+                None => (
+                    fresh_out_dir(
+                        &ctx.runs,
+                        if demo {
+                            "demo"
+                        } else {
+                            config.hparams.template().name()
+                        },
+                    ),
+                    ExistingRun::Refuse,
+                ),
+            };
+            (config, out, existing)
+        }
     };
+    if let Some(w) = &config.init.weights_source {
+        vct_hub::WeightsSource::parse_override(w)
+            .with_context(|| format!("--weights-source {w}"))?;
+    }
     let mut opts = RunOptions::new(&out);
-    opts.seed = args.seed;
     opts.existing = existing;
-    opts.weights = args.weights.clone();
-    opts.random_init = args.random_init;
-    opts.early_stopping = args.early_stopping;
-    opts.progress = if args.plain {
-        ProgressMode::Lines
+    opts.device = parse_device(&config.device)?;
+    opts.verbose = args.verbose;
+    opts.offline = args.offline;
+    let bars = !args.plain && std::io::stderr().is_terminal();
+    opts.progress = if bars {
+        Progress::Quiet
     } else {
-        ProgressMode::Auto
+        Progress::Lines
     };
-    opts.device = parse_device(&args.device)?;
-    opts.extras = extras(&args)?;
+    if bars {
+        opts.hooks.push(Box::new(ProgressBarHook::new()));
+        // The data summary and other messages still print.
+    }
+    opts.hooks.push(Box::new(CurvesHook::new(
+        out.join("curves.svg"),
+        format!("{} — {}", config.hparams.template(), out.display()),
+    )));
     let stop = opts.stop.clone();
     // First Ctrl-C: finish the current step and stop (the last checkpoint stays);
     // a second one exits at once.
@@ -323,22 +402,23 @@ pub fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
 
     eprintln!(
         "training {} on {} -> {}",
-        hp.template(),
-        data.display(),
+        config.hparams.template(),
+        config.data.train.display(),
         out.display()
     );
-    let summary = vct_train::session::train(&hp, &data, &val, &opts)?;
+    let summary = vct_train::session::train(&config, opts)?;
     print!("{}", summary_text(&summary));
     if summary.record.stop_reason == Some(vct_train::trainer::StopReason::Interrupted) {
         eprintln!(
-            "stopped early; continue with: cargo xtask train --resume {}",
-            out.display()
+            "stopped early; continue with: {} train --resume {}",
+            ctx.prog,
+            summary.out.display()
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Arguments of `cargo xtask eval`.
+/// Arguments of `eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// A run folder (holds run.json and model.safetensors).
@@ -358,7 +438,7 @@ pub struct EvalArgs {
     device: String,
 }
 
-/// Runs `cargo xtask eval`.
+/// Runs `eval`.
 pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let device = parse_device(&args.device)?;
     let model = TrainedModel::load(&args.model, &device)?;
@@ -371,7 +451,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Arguments of `cargo xtask predict`.
+/// Arguments of `predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
     /// A run folder (holds run.json and model.safetensors).
@@ -383,7 +463,7 @@ pub struct PredictArgs {
     /// How many concepts to show per image.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
-    /// One JSON object per image instead of text.
+    /// One JSON object per image instead of text (`error` set for an image that failed).
     #[arg(long)]
     json: bool,
     /// Include the embedding (flip-averaged when the model was trained so).
@@ -394,23 +474,47 @@ pub struct PredictArgs {
     device: String,
 }
 
-/// Runs `cargo xtask predict`.
+/// Runs `predict`: every readable image is scored; each failure is reported by path,
+/// and the exit code is 1 if any image failed.
 pub fn predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
     let device = parse_device(&args.device)?;
     let model = TrainedModel::load(&args.model, &device)?;
-    let predictions = model.predict(&args.images, args.top_k, args.embeddings)?;
-    for p in &predictions {
-        if args.json {
-            println!("{}", serde_json::to_string(p)?);
-        } else {
-            println!("{}", p.image.display());
-            for (concept, prob) in &p.concepts {
-                println!("  {prob:.4}  {concept}");
+    let mut failed = 0usize;
+    for (path, result) in
+        args.images
+            .iter()
+            .zip(model.predict(&args.images, args.top_k, args.embeddings))
+    {
+        match result {
+            Ok(p) if args.json => println!("{}", serde_json::to_string(&p)?),
+            Ok(p) => {
+                println!("{}", p.image.display());
+                for (concept, prob) in &p.concepts {
+                    println!("  {prob:.4}  {concept}");
+                }
+                if let Some(e) = &p.embedding {
+                    println!("  embedding: {} values", e.len());
+                }
             }
-            if let Some(e) = &p.embedding {
-                println!("  embedding: {} values", e.len());
+            Err(e) => {
+                failed += 1;
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"image": path, "error": e.to_string()})
+                    );
+                } else {
+                    eprintln!("{}: {e}", path.display());
+                }
             }
         }
+    }
+    if failed > 0 {
+        eprintln!(
+            "{failed} of {} images could not be scored",
+            args.images.len()
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
