@@ -42,6 +42,10 @@ pub struct TrainArgs {
     /// Number of classes of the head.
     #[arg(long, default_value_t = 10)]
     pub classes: usize,
+    /// Also time each kernel (conv, batch norm, pooling, elementwise) and print where a
+    /// training step's time goes.
+    #[arg(long)]
+    pub profile: bool,
     /// Write the results as JSON lines to this file as well.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -70,6 +74,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         let cfg = configs
             .first()
             .ok_or_else(|| anyhow!("--child needs exactly one configuration"))?;
+        vct_kernels::profile::enable(args.profile);
         let m = measure(cfg, args.steps, args.classes)?;
         let peak = peak_rss_mib()?;
         let fallbacks = vct_kernels::fallback_counts();
@@ -83,6 +88,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 "backend": cfg.backend.name(), "mode": mode_name(cfg.train),
                 "images_per_s": m.images_per_s, "median_step_ms": m.step_ms, "peak_rss_mib": peak,
                 "phases_ms": m.phases_ms,
+                "kernels_ms": m.kernels_ms,
                 "onednn_fallbacks": fallbacks.total(),
             })
         );
@@ -118,6 +124,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             .args(["--mode", mode_name(cfg.train)])
             .args(["--steps", &args.steps.to_string()])
             .args(["--classes", &args.classes.to_string()])
+            .args(args.profile.then_some("--profile"))
             .output()
             .with_context(|| format!("cannot run {}", exe.display()))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -161,6 +168,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             }
         );
+        if let Some(k) = row["kernels_ms"].as_object() {
+            let parts: Vec<String> = k
+                .iter()
+                .map(|(name, ms)| format!("{name} {:.0}", ms.as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            println!("    per step, ms: {}", parts.join(", "));
+        }
         lines.push(line);
     }
     if let Some(path) = &args.json {
@@ -250,6 +264,8 @@ struct Measured {
     step_ms: f64,
     /// Training: median forward, backward and optimizer ms.
     phases_ms: Option<[f64; 3]>,
+    /// With `--profile`: mean ms per step of each kernel, and of everything else.
+    kernels_ms: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Times `steps` steps after one warm-up.
@@ -282,6 +298,7 @@ fn measure(cfg: &Config, steps: usize, classes: usize) -> anyhow::Result<Measure
     )?;
     let mut times = Vec::with_capacity(steps);
     let mut phases: Vec<[f64; 3]> = Vec::new();
+    let mut timed_total = 0f64;
     with_backend(cfg.backend, || -> anyhow::Result<()> {
         for i in 0..=steps {
             let t = Instant::now();
@@ -301,8 +318,11 @@ fn measure(cfg: &Config, steps: usize, classes: usize) -> anyhow::Result<Measure
                 let logits = model.forward(&x, false)?;
                 logits.sum_all()?.to_scalar::<f32>()?;
             }
-            if i > 0 {
+            if i == 0 {
+                vct_kernels::profile::reset();
+            } else {
                 times.push(t.elapsed().as_secs_f64());
+                timed_total += t.elapsed().as_secs_f64();
             }
         }
         Ok(())
@@ -315,7 +335,25 @@ fn measure(cfg: &Config, steps: usize, classes: usize) -> anyhow::Result<Measure
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied()
     };
+    let kernels_ms = vct_kernels::profile::totals()
+        .iter()
+        .any(|(_, _, calls)| *calls > 0)
+        .then(|| {
+            let mut m = serde_json::Map::new();
+            let mut kernels = 0.0;
+            for (k, secs, _) in vct_kernels::profile::totals() {
+                let ms = secs * 1e3 / steps as f64;
+                kernels += ms;
+                m.insert(k.name().into(), ms.into());
+            }
+            m.insert(
+                "everything else".into(),
+                (timed_total * 1e3 / steps as f64 - kernels).into(),
+            );
+            m
+        });
     Ok(Measured {
+        kernels_ms,
         images_per_s: cfg.batch as f64 / median,
         step_ms: median * 1e3,
         phases_ms: phase(0)

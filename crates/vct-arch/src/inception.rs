@@ -241,12 +241,8 @@ impl ConvBn {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let z = self.conv.forward_no_bias(x, train)?;
-        match self.conv.bias() {
-            // The conv bias is absorbed by the batch norm (no per-element add).
-            Some(b) => self.bn.forward_after_biased_conv(&z, b, train, true),
-            None => self.bn.forward_relu(&z, train),
-        }
+        // A conv bias is absorbed by the batch norm (no per-element add).
+        layers::conv_bn(&self.conv, &self.bn, x, train, true)
     }
 }
 

@@ -171,6 +171,75 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// `relu?(conv(x, w) + bias)` with the given (folded) weight and bias, this
+    /// convolution's stride, padding and groups: the inference path, one pass.
+    pub fn forward_bias_act(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let run = |x: &Tensor, p: usize| {
+            vct_kernels::conv::conv2d_bias_act(
+                x,
+                w,
+                bias,
+                (self.stride, self.stride),
+                (p, p),
+                self.groups,
+                relu,
+            )
+        };
+        Ok(match self.padding {
+            Padding::Explicit(p) => run(x, p)?,
+            Padding::Same => {
+                let (_, _, h, wd) = x.dims4()?;
+                let (_, pt, pb) = same_padding(h, self.kernel, self.stride);
+                let (_, pl, pr) = same_padding(wd, self.kernel, self.stride);
+                if pt == pb && pl == pr && pt == pl {
+                    run(x, pt)?
+                } else {
+                    let xp = x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?;
+                    run(&xp, 0)?
+                }
+            }
+        })
+    }
+
+    /// The weight, detached.
+    pub fn weight(&self) -> Tensor {
+        self.weight.as_detached_tensor()
+    }
+}
+
+/// `relu?(bn(conv(x)))`. In inference the batch norm is folded into the convolution
+/// (weights scaled per output channel, its shift as the bias): one convolution with a
+/// fused bias and ReLU, no batch-norm pass. In training, the convolution then the batch
+/// norm (which absorbs a conv bias, see [`BatchNorm2d::forward_after_biased_conv`]).
+pub fn conv_bn(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    train: bool,
+    relu: bool,
+) -> Result<Tensor> {
+    if !train && vct_kernels::use_kernels(x) {
+        let (scale, shift) = bn.eval_affine(conv.bias())?;
+        let w = conv.weight();
+        let c = w.dim(0)?;
+        let folded = w.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
+        return conv.forward_bias_act(x, &folded, &shift, relu);
+    }
+    let z = conv.forward_no_bias(x, train)?;
+    match (conv.bias(), relu) {
+        (Some(b), _) => bn.forward_after_biased_conv(&z, b, train, relu),
+        (None, true) => bn.forward_relu(&z, train),
+        (None, false) => bn.forward(&z, train),
+    }
+}
+
 /// The convolution primitive.
 pub fn conv2d(
     x: &Tensor,
@@ -266,6 +335,25 @@ impl BatchNorm2d {
         relu: bool,
     ) -> Result<Tensor> {
         self.forward_impl(x, train, relu, Some(&conv_bias.as_detached_tensor()))
+    }
+
+    /// Inference-mode batch norm as a per-channel `(scale, shift)` from the running
+    /// statistics (detached): `bn(x) = x · scale + shift`; with `conv_bias`, for the output
+    /// of a convolution whose bias was not added.
+    pub fn eval_affine(&self, conv_bias: Option<&Var>) -> Result<(Tensor, Tensor)> {
+        let inv = (self.running_var.as_detached_tensor() + self.eps)?
+            .sqrt()?
+            .recip()?;
+        let scale = match &self.weight {
+            Some(g) => (g.as_detached_tensor() * inv)?,
+            None => inv,
+        };
+        let mut rm = self.running_mean.as_detached_tensor();
+        if let Some(b) = conv_bias {
+            rm = (rm - b.as_detached_tensor())?;
+        }
+        let shift = (self.bias.as_detached_tensor() - (rm * &scale)?)?;
+        Ok((scale, shift))
     }
 
     /// `shift`: a per-channel constant already subtracted from the input.

@@ -198,17 +198,12 @@ impl Block {
         let mut y = x.clone();
         let n = self.convs.len();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            let z = conv.forward(&y, train)?;
             // The last BN's ReLU comes after the residual sum.
-            y = if i + 1 < n {
-                bn.forward_relu(&z, train)?
-            } else {
-                bn.forward(&z, train)?
-            };
+            y = layers::conv_bn(conv, bn, &y, train, i + 1 < n)?;
         }
         let y = self.drop_path.forward(&y, train)?;
         let shortcut = match &self.downsample {
-            Some(d) => d.bn.forward(&d.conv.forward(x, train)?, train)?,
+            Some(d) => layers::conv_bn(&d.conv, &d.bn, x, train, false)?,
             None => x.clone(),
         };
         layers::add_relu(&y, &shortcut)
@@ -279,9 +274,7 @@ impl ResNet {
         train: bool,
         trace: &mut Tracer<'_>,
     ) -> Result<Tensor> {
-        let x = self
-            .bn1
-            .forward_relu(&self.conv1.forward(x, train)?, train)?;
+        let x = layers::conv_bn(&self.conv1, &self.bn1, x, train, true)?;
         trace("conv1+bn1+relu", &["conv1.", "bn1."], &x);
         let mut x = layers::max_pool2d(&x, (3, 3), (2, 2), (1, 1), false)?;
         trace("maxpool", &[], &x);

@@ -1,79 +1,94 @@
-//! Times conv2d and batch norm forward+backward on ResNet-50-like layers: stock candle vs these kernels.
+//! Minimum-of-N times of convolution forward and forward + backward on every distinct
+//! conv shape of ResNet-50 and ResNeXt-50 at 64×64, batch 16, for each backend this
+//! build has (stock candle, the Rust kernels, oneDNN with `--features onednn`), with the
+//! achieved GFLOP/s: where the convolutions lose time, layer by layer.
 //!
-//! `cargo run --profile dev -p vct-kernels --example layer_speed` (noisy on shared machines).
+//! `cargo run --release -p vct-kernels [--features onednn] --example layer_speed [reps]`
 
 use candle_core::{Device, Tensor, Var};
 use std::time::Instant;
+use vct_kernels::{with_backend, KernelBackend};
 
-fn time(
-    label: &str,
-    reps: usize,
-    mut f: impl FnMut() -> candle_core::Result<()>,
-) -> candle_core::Result<f64> {
+fn min_ms(reps: usize, mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<f64> {
     f()?;
-    let t = Instant::now();
+    let mut best = f64::INFINITY;
     for _ in 0..reps {
+        let t = Instant::now();
         f()?;
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
     }
-    let ms = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
-    println!("{label:<48} {ms:9.2} ms");
-    Ok(ms)
+    Ok(best)
 }
 
 fn main() -> candle_core::Result<()> {
+    let reps: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    vct_kernels::alloc::keep_freed_memory();
     let dev = Device::Cpu;
-    // (N, Cin, H, Cout, k, stride, pad, groups)
-    let layers = [
-        (8, 3, 224, 64, 7, 2, 3, 1),
-        (8, 64, 56, 64, 1, 1, 0, 1),
-        (8, 64, 56, 64, 3, 1, 1, 1),
-        (8, 256, 56, 128, 1, 1, 0, 1),
-        (8, 128, 56, 128, 3, 2, 1, 1),
-        (8, 128, 56, 128, 3, 1, 1, 32),
-        (8, 256, 28, 256, 3, 2, 1, 32),
-        (8, 1024, 14, 2048, 1, 2, 0, 1),
-        (8, 512, 7, 512, 3, 1, 1, 1),
+    // (name, cin, hw, cout, k, stride, groups), batch 16.
+    let layers: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
+        ("stem 7x7/2", 3, 64, 64, 7, 2, 1),
+        ("1x1 64-64 @16", 64, 16, 64, 1, 1, 1),
+        ("3x3 64-64 @16", 64, 16, 64, 3, 1, 1),
+        ("1x1 64-256 @16", 64, 16, 256, 1, 1, 1),
+        ("1x1 256-64 @16", 256, 16, 64, 1, 1, 1),
+        ("1x1 256-128 @16", 256, 16, 128, 1, 1, 1),
+        ("3x3/2 128 @16", 128, 16, 128, 3, 2, 1),
+        ("1x1 128-512 @8", 128, 8, 512, 1, 1, 1),
+        ("1x1/2 256-512 @16", 256, 16, 512, 1, 2, 1),
+        ("1x1 512-128 @8", 512, 8, 128, 1, 1, 1),
+        ("3x3 128 @8", 128, 8, 128, 3, 1, 1),
+        ("3x3 256 @4", 256, 4, 256, 3, 1, 1),
+        ("1x1 1024-256 @4", 1024, 4, 256, 1, 1, 1),
+        ("3x3 512 @2", 512, 2, 512, 3, 1, 1),
+        ("1x1 2048-512 @2", 2048, 2, 512, 1, 1, 1),
+        ("rx g32 3x3 128 @16", 128, 16, 128, 3, 1, 32),
+        ("rx g32 3x3 512 @4", 512, 4, 512, 3, 1, 32),
     ];
-    for (n, cin, h, cout, k, s, p, g) in layers {
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1., (n, cin, h, h), &dev)?)?;
-        let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (cout, cin / g, k, k), &dev)?)?;
-        let name = format!("{n}x{cin}x{h}x{h} -> {cout} k{k} s{s} g{g}");
-        let stock = time(&format!("stock  {name}"), 2, || {
-            let y = x.as_tensor().conv2d(w.as_tensor(), p, s, 1, g)?;
-            y.sum_all()?.backward().map(|_| ())
-        })?;
-        let ours = time(&format!("kernel {name}"), 2, || {
-            let y =
-                vct_kernels::conv::conv2d(x.as_tensor(), w.as_tensor(), None, (s, s), (p, p), g)?;
-            y.sum_all()?.backward().map(|_| ())
-        })?;
-        println!("  speed-up {:.2}x", stock / ours);
+    let mut backends = vec![KernelBackend::Candle, KernelBackend::Rust];
+    if KernelBackend::OneDnn.check().is_ok() {
+        backends.push(KernelBackend::OneDnn);
     }
-    let x = Var::from_tensor(&Tensor::randn(0f32, 1., (8, 256, 56, 56), &dev)?)?;
-    let gm = Var::from_tensor(&Tensor::ones(256, candle_core::DType::F32, &dev)?)?;
-    let bt = Var::from_tensor(&Tensor::zeros(256, candle_core::DType::F32, &dev)?)?;
-    let bn = candle_nn::BatchNorm::new(
-        256,
-        Tensor::zeros(256, candle_core::DType::F32, &dev)?,
-        Tensor::ones(256, candle_core::DType::F32, &dev)?,
-        gm.as_tensor().clone(),
-        bt.as_tensor().clone(),
-        1e-5,
-    )?;
-    let stock = time("stock  batch norm 8x256x56x56 + relu", 2, || {
-        let y = bn.forward_train(x.as_tensor())?.relu()?;
-        y.sum_all()?.backward().map(|_| ())
-    })?;
-    let ours = time("kernel batch norm 8x256x56x56 + relu", 2, || {
-        let (y, _) = vct_kernels::bn::batch_norm_train(
-            x.as_tensor(),
-            gm.as_tensor(),
-            bt.as_tensor(),
-            1e-5,
-            true,
-        )?;
-        y.sum_all()?.backward().map(|_| ())
-    })?;
-    println!("  speed-up {:.2}x", stock / ours);
+    print!("{:<20} {:>7}", "layer (b16)", "GFLOP");
+    for b in &backends {
+        print!(
+            " {:>9} {:>9} {:>6}",
+            format!("{} fwd", b.name()),
+            "fwd+bwd",
+            "GF/s"
+        );
+    }
+    println!();
+    let mut totals = vec![(0.0, 0.0); backends.len()];
+    for &(name, cin, hw, cout, k, s, g) in layers {
+        let p = k / 2;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1., (16, cin, hw, hw), &dev)?)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (cout, cin / g, k, k), &dev)?)?;
+        let oh = (hw + 2 * p - k) / s + 1;
+        let gflop = 2.0 * (16 * cout * oh * oh * (cin / g) * k * k) as f64 / 1e9;
+        print!("{name:<20} {gflop:>7.3}");
+        for (i, &b) in backends.iter().enumerate() {
+            let conv =
+                || vct_kernels::conv::conv2d(x.as_tensor(), w.as_tensor(), None, (s, s), (p, p), g);
+            let fwd = with_backend(b, || min_ms(reps, || conv().map(|_| ())))?;
+            let both = with_backend(b, || {
+                min_ms(reps, || conv()?.sum_all()?.backward().map(|_| ()))
+            })?;
+            totals[i].0 += fwd;
+            totals[i].1 += both;
+            print!(
+                " {fwd:>9.2} {both:>9.2} {:>6.0}",
+                3.0 * gflop / (both / 1e3)
+            );
+        }
+        println!();
+    }
+    print!("{:<20} {:>7}", "sum", "");
+    for (f, b) in &totals {
+        print!(" {f:>9.2} {b:>9.2} {:>6}", "");
+    }
+    println!();
     Ok(())
 }

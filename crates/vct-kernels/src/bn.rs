@@ -298,6 +298,7 @@ impl CustomOp3 for BatchNorm {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         const OP: &str = "batch_norm";
+        let _span = crate::profile::Span::new(crate::profile::Kernel::BatchNormForward);
         let x = f32_slice(s1, l1, OP, "input")?;
         let gamma = f32_slice(s2, l2, OP, "gamma")?;
         let beta = f32_slice(s3, l3, OP, "beta")?;
@@ -490,6 +491,7 @@ impl CustomOp3 for BatchNormBackward {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         const OP: &str = "batch_norm backward";
+        let _span = crate::profile::Span::new(crate::profile::Kernel::BatchNormBackward);
         let x = f32_slice(s1, l1, OP, "input")?;
         let dy = f32_slice(s2, l2, OP, "output gradient")?;
         let y = f32_slice(s3, l3, OP, "output")?;

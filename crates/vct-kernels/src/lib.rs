@@ -26,6 +26,7 @@ mod onednn;
 mod onednn_tests;
 pub mod ops;
 pub mod pool;
+pub mod profile;
 mod stock;
 mod storage;
 #[cfg(test)]

@@ -49,6 +49,7 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(crate::profile::Kernel::Elementwise);
         let a = f32_slice(s1, l1, "add_relu", "lhs")?;
         let b = f32_slice(s2, l2, "add_relu", "rhs")?;
         let mut y = vec![0f32; a.len()];
@@ -93,6 +94,7 @@ impl CustomOp2 for ReluMask {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(crate::profile::Kernel::Elementwise);
         let g = f32_slice(s1, l1, "relu backward", "output gradient")?;
         let y = f32_slice(s2, l2, "relu backward", "output")?;
         let mut out = vec![0f32; g.len()];
@@ -164,6 +166,7 @@ impl CustomOp2 for BiasAct {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(crate::profile::Kernel::Elementwise);
         let x = f32_slice(s1, l1, "bias_act", "input")?;
         let b = f32_slice(s2, l2, "bias_act", "bias")?;
         let dims = l1.dims();
@@ -221,6 +224,7 @@ impl CustomOp1 for ChannelSum {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(crate::profile::Kernel::Elementwise);
         let g = f32_slice(s, l, "bias_act backward", "output gradient")?;
         let dims = l.dims();
         let (n, c) = (dims[0], dims[1]);
@@ -248,6 +252,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(crate::profile::Kernel::Elementwise);
         let x = f32_slice(s, l, "relu", "input")?;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(CHUNK)

@@ -404,6 +404,7 @@ impl CustomOp1 for Pool {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         const OP: &str = "pool2d";
+        let _span = crate::profile::Span::new(crate::profile::Kernel::PoolForward);
         let x = f32_slice(s, l, OP, "input")?;
         let g = self.g;
         let shape = Shape::from((g.n, g.c, g.oh, g.ow));
@@ -530,6 +531,7 @@ impl CustomOp1 for PoolBackward {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         const OP: &str = "pool2d backward";
+        let _span = crate::profile::Span::new(crate::profile::Kernel::PoolBackward);
         let gy = f32_slice(s, l, OP, "output gradient")?;
         let g = self.g;
         let (ip, op) = (g.in_plane(), g.out_plane());

@@ -21,6 +21,7 @@ use crate::onednn::attempt;
 use crate::storage::{f32_slice, prepare};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use geom::{geometry, Geom};
+use rust::Epilogue;
 
 /// 2-D convolution of an NCHW tensor, PyTorch's `conv2d` without dilation.
 ///
@@ -42,7 +43,14 @@ pub fn conv2d(
             let x = prepare(x, 4, OP, "input")?;
             let w = prepare(w, 4, OP, "weight")?;
             let g = geometry(x.dims(), w.dims(), stride, padding, groups)?;
-            x.apply_op2(&w, Conv { g, backend })?
+            x.apply_op2(
+                &w,
+                Conv {
+                    g,
+                    backend,
+                    epilogue: None,
+                },
+            )?
         }
     };
     match bias {
@@ -61,6 +69,54 @@ pub fn conv2d(
             crate::ops::bias_act(&y, b, false)
         }
     }
+}
+
+/// `relu?(conv2d(x, w) + bias)` for inference: the bias add and ReLU run on each output
+/// plane right after its GEMM (no extra pass), e.g. a convolution with its batch norm
+/// folded into `w` and `bias`. Differentiable when any input tracks gradients (then it
+/// is a convolution followed by [`crate::ops::bias_act`]).
+pub fn conv2d_bias_act(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    stride: (usize, usize),
+    padding: (usize, usize),
+    groups: usize,
+    relu: bool,
+) -> candle_core::Result<Tensor> {
+    const OP: &str = "conv2d_bias_act";
+    let cout = w.dim(0)?;
+    if bias.dims() != [cout] {
+        return Err(KernelError::Shape {
+            op: OP,
+            what: "bias",
+            got: bias.dims().to_vec(),
+            expected: format!("({cout},), one value per output channel"),
+        }
+        .into());
+    }
+    let backend = match route(x)? {
+        Route::Kernels(b) if !(x.track_op() || w.track_op() || bias.track_op()) => b,
+        _ => {
+            let y = conv2d(x, w, None, stride, padding, groups)?;
+            return crate::ops::bias_act(&y, bias, relu);
+        }
+    };
+    let x = prepare(x, 4, OP, "input")?;
+    let w = prepare(w, 4, OP, "weight")?;
+    let g = geometry(x.dims(), w.dims(), stride, padding, groups)?;
+    let epilogue = Epilogue {
+        bias: prepare(bias, 1, OP, "bias")?.to_vec1()?,
+        relu,
+    };
+    x.apply_op2_no_bwd(
+        &w,
+        &Conv {
+            g,
+            backend,
+            epilogue: Some(epilogue),
+        },
+    )
 }
 
 /// The oneDNN shape of a convolution.
@@ -83,6 +139,8 @@ fn dnnl_shape(g: &Geom) -> vct_onednn::Conv2dShape {
 struct Conv {
     g: Geom,
     backend: KernelBackend,
+    /// Bias and ReLU applied in the same pass (inference only: no backward).
+    epilogue: Option<Epilogue>,
 }
 
 impl CustomOp2 for Conv {
@@ -98,6 +156,7 @@ impl CustomOp2 for Conv {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         const OP: &str = "conv2d";
+        let _span = crate::profile::Span::new(crate::profile::Kernel::ConvForward);
         let x = f32_slice(s1, l1, OP, "input")?;
         let w = f32_slice(s2, l2, OP, "weight")?;
         let g = self.g;
@@ -105,14 +164,18 @@ impl CustomOp2 for Conv {
         let shape = Shape::from((g.n, g.cout, g.oh, g.ow));
         if self.backend == KernelBackend::OneDnn {
             let s = dnnl_shape(&g);
+            let bias = self.epilogue.as_ref().map(|e| e.bias.as_slice());
             let done = attempt(OpKind::Conv, OP, || {
-                vct_onednn::conv2d_forward(&s, x, w, None, &mut y)
+                vct_onednn::conv2d_forward(&s, x, w, bias, &mut y)
             })?;
             if done.is_some() {
+                if self.epilogue.as_ref().is_some_and(|e| e.relu) {
+                    y.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
                 return Ok((CpuStorage::F32(y), shape));
             }
         }
-        rust::forward(&g, x, w, &mut y)?;
+        rust::forward(&g, x, w, &mut y, self.epilogue.as_ref())?;
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -127,6 +190,13 @@ impl CustomOp2 for Conv {
         let want_dw = w.track_op();
         if !want_dx && !want_dw {
             return Ok((None, None));
+        }
+        if self.epilogue.is_some() {
+            // conv2d_bias_act only builds this op for inputs that track nothing.
+            return Err(KernelError::MissingForwardState {
+                op: "conv2d_bias_act",
+            }
+            .into());
         }
         let g = self.g;
         let dy = grad_res.contiguous()?;
@@ -182,6 +252,7 @@ impl CustomOp3 for ConvBackward {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         const OP: &str = "conv2d backward";
+        let _span = crate::profile::Span::new(crate::profile::Kernel::ConvBackward);
         let x = f32_slice(s1, l1, OP, "input")?;
         let w = f32_slice(s2, l2, OP, "weight")?;
         let dy = f32_slice(s3, l3, OP, "output gradient")?;

@@ -28,7 +28,35 @@ pub(super) fn schedule(g: &Geom) -> (usize, usize, Parallelism) {
     }
 }
 
-/// Forward of a block of `nb` consecutive images: `y` from `x`.
+/// What to apply to each output plane right after its GEMM, while it is in cache: a
+/// per-channel bias, then ReLU.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Epilogue {
+    /// One value per output channel.
+    pub(super) bias: Vec<f32>,
+    /// Clamp at zero afterwards.
+    pub(super) relu: bool,
+}
+
+impl Epilogue {
+    /// Applies to `y`, `cout` planes of `plane` values each (channel order).
+    pub(super) fn apply(&self, y: &mut [f32], plane: usize) {
+        if plane == 0 {
+            return;
+        }
+        for (c, p) in y.chunks_mut(plane).enumerate() {
+            let b = self.bias[c % self.bias.len()];
+            if self.relu {
+                p.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+            } else {
+                p.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    }
+}
+
+/// Forward of a block of `nb` consecutive images: `y` from `x`, then `epilogue`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward_block(
     g: &Geom,
     x: &[f32],
@@ -36,7 +64,13 @@ pub(super) fn forward_block(
     y: &mut [f32],
     nb: usize,
     par: Parallelism,
+    epilogue: Option<&Epilogue>,
 ) -> Result<(), KernelError> {
+    let done = |y: &mut [f32]| {
+        if let Some(e) = epilogue {
+            e.apply(y, g.out_plane());
+        }
+    };
     let (kg, cog, op) = (g.k_g(), g.cout_g(), g.out_plane());
     let ld = nb * op;
     let run = |col: &[f32], out: &mut [f32]| -> Result<(), KernelError> {
@@ -63,7 +97,9 @@ pub(super) fn forward_block(
         Ok(())
     };
     if nb == 1 && g.is_pointwise() {
-        return run(x, y);
+        run(x, y)?;
+        done(y);
+        return Ok(());
     }
     with_buffer(&COL, g.groups * kg * ld, |col| {
         if g.is_pointwise() {
@@ -80,14 +116,16 @@ pub(super) fn forward_block(
             }
         }
         if nb == 1 {
-            run(col, y)
+            run(col, y)?;
         } else {
             with_buffer(&TMP, g.cout * ld, |out| {
                 run(col, out)?;
                 unpack(out, nb, g.cout, op, y, false);
-                Ok(())
-            })
+                Ok::<(), KernelError>(())
+            })?;
         }
+        done(y);
+        Ok(())
     })
 }
 
@@ -210,8 +248,15 @@ pub(super) fn backward_block(
     })
 }
 
-/// The whole forward pass: `y` (`n · out_image` values) from `x` and `w`.
-pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+/// The whole forward pass: `y` (`n · out_image` values) from `x` and `w`, then the
+/// epilogue on each image.
+pub(super) fn forward(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    epilogue: Option<&Epilogue>,
+) -> Result<(), KernelError> {
     let (nb, per_task, par) = schedule(g);
     let (xi, yi) = (g.in_image(), g.out_image());
     if yi == 0 || xi == 0 {
@@ -221,7 +266,7 @@ pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(
         .zip(x.par_chunks(nb * per_task * xi))
         .try_for_each(|(yc, xc)| {
             for (yb, xb) in yc.chunks_mut(nb * yi).zip(xc.chunks(nb * xi)) {
-                forward_block(g, xb, w, yb, yb.len() / yi, par)?;
+                forward_block(g, xb, w, yb, yb.len() / yi, par, epilogue)?;
             }
             Ok(())
         })

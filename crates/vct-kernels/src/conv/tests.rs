@@ -259,3 +259,31 @@ fn invalid_shapes_are_errors() {
     )
     .is_err());
 }
+
+#[test]
+fn bias_act_epilogue_equals_conv_then_bias_and_relu() -> candle_core::Result<()> {
+    let mut rng = Rng::new(27);
+    for (xd, cout, k, s, p, groups) in cases() {
+        if s.0 != s.1 || p.0 != p.1 {
+            continue;
+        }
+        let x = rng.tensor(&xd);
+        let w = rng.tensor(&[cout, xd[1] / groups, k.0, k.1]);
+        let b = rng.tensor(&[cout]);
+        for relu in [false, true] {
+            let fused = conv2d_bias_act(&x, &w, &b, s, p, groups, relu)?;
+            let plain = conv2d(&x, &w, Some(&b), s, p, groups)?;
+            let plain = if relu { plain.relu()? } else { plain };
+            let d = max_rel_diff(
+                &fused.flatten_all()?.to_vec1()?,
+                &plain.flatten_all()?.to_vec1()?,
+            );
+            assert!(d < 1e-6, "{xd:?} k{k:?} relu {relu}: {d}");
+        }
+        // Tracked inputs take the differentiable path and get gradients.
+        let xv = Var::from_tensor(&x)?;
+        let y = conv2d_bias_act(xv.as_tensor(), &w, &b, s, p, groups, true)?;
+        assert!(y.sum_all()?.backward()?.get(xv.as_tensor()).is_some());
+    }
+    Ok(())
+}
