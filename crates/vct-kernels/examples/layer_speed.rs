@@ -3,7 +3,8 @@
 //! build has (stock candle, the Rust kernels, oneDNN with `--features onednn`), with the
 //! achieved GFLOP/s: where the convolutions lose time, layer by layer.
 //!
-//! `cargo run --release -p vct-kernels [--features onednn] --example layer_speed [reps]`
+//! `cargo run --release -p vct-kernels [--features onednn] --example layer_speed [reps]
+//! [filter]` (only the layers whose name contains `filter`)
 
 use candle_core::{Device, Tensor, Var};
 use std::time::Instant;
@@ -25,6 +26,7 @@ fn main() -> candle_core::Result<()> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    let filter = std::env::args().nth(2).unwrap_or_default();
     vct_kernels::alloc::keep_freed_memory();
     let dev = Device::Cpu;
     // (name, cin, hw, cout, k, stride, groups), batch 16.
@@ -62,7 +64,7 @@ fn main() -> candle_core::Result<()> {
     }
     println!();
     let mut totals = vec![(0.0, 0.0); backends.len()];
-    for &(name, cin, hw, cout, k, s, g) in layers {
+    for &(name, cin, hw, cout, k, s, g) in layers.iter().filter(|l| l.0.contains(&filter)) {
         let p = k / 2;
         let x = Var::from_tensor(&Tensor::randn(0f32, 1., (16, cin, hw, hw), &dev)?)?;
         let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (cout, cin / g, k, k), &dev)?)?;

@@ -5,6 +5,7 @@
 use super::gemm::{sgemm, with_buffer, Mat, COL, DCOL, TMP};
 use super::geom::Geom;
 use super::lower::{col2im, im2col, pack, unpack};
+use super::small_gemm::{self, Strided};
 use crate::error::KernelError;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -74,6 +75,21 @@ pub(super) fn forward_block(
     let (kg, cog, op) = (g.k_g(), g.cout_g(), g.out_plane());
     let ld = nb * op;
     let run = |col: &[f32], out: &mut [f32]| -> Result<(), KernelError> {
+        if small_gemm::wanted(g) {
+            // Y_g (C_out/g × L) = W_g (C_out/g × K_g) · col_g (K_g × L), groups in parallel.
+            out[..g.cout * ld]
+                .par_chunks_mut(cog * ld)
+                .enumerate()
+                .for_each(|(grp, o)| {
+                    let a = Strided {
+                        data: &w[grp * cog * kg..][..cog * kg],
+                        rs: kg,
+                        cs: 1,
+                    };
+                    small_gemm::nn(cog, ld, kg, a, &col[grp * kg * ld..][..kg * ld], o, false);
+                });
+            return Ok(());
+        }
         for grp in 0..g.groups {
             sgemm(
                 cog,
@@ -153,6 +169,17 @@ pub(super) fn backward_block(
         };
         if let Some(dw) = dw {
             let acc = |col: &[f32], dw: &mut [f32]| -> Result<(), KernelError> {
+                if small_gemm::wanted(g) {
+                    dw[..g.weight_len()]
+                        .par_chunks_mut(cog * kg)
+                        .enumerate()
+                        .for_each(|(grp, dwg)| {
+                            let dyg = &dyt[grp * cog * ld..][..cog * ld];
+                            let colg = &col[grp * kg * ld..][..kg * ld];
+                            small_gemm::nt(cog, kg, ld, dyg, ld, colg, ld, dwg, true);
+                        });
+                    return Ok(());
+                }
                 for grp in 0..g.groups {
                     // dW_g (C_out/g × K_g) += dY_g (C_out/g × L) · col_gᵀ (L × K_g)
                     sgemm(
@@ -200,6 +227,21 @@ pub(super) fn backward_block(
         if let Some(dx) = dx {
             // dcol_g (K_g × L) = W_gᵀ (K_g × C_out/g) · dY_g (C_out/g × L)
             let run = |dcol: &mut [f32]| -> Result<(), KernelError> {
+                if small_gemm::wanted(g) {
+                    dcol[..g.groups * kg * ld]
+                        .par_chunks_mut(kg * ld)
+                        .enumerate()
+                        .for_each(|(grp, dcolg)| {
+                            let a = Strided {
+                                data: &w[grp * cog * kg..][..cog * kg],
+                                rs: 1,
+                                cs: kg,
+                            };
+                            let dyg = &dyt[grp * cog * ld..][..cog * ld];
+                            small_gemm::nn(kg, ld, cog, a, dyg, dcolg, false);
+                        });
+                    return Ok(());
+                }
                 for grp in 0..g.groups {
                     sgemm(
                         kg,

@@ -74,6 +74,8 @@ fn cases() -> Vec<Case> {
         ([2, 4, 9, 8], 6, (5, 5), (1, 1), (2, 2), 2),
         ([5, 2, 5, 5], 3, (3, 2), (2, 1), (0, 1), 1),
         ([1, 32, 5, 5], 64, (3, 3), (1, 1), (1, 1), 32),
+        // Groups too wide for the direct grouped kernels: per-group GEMMs.
+        ([2, 80, 5, 4], 80, (3, 3), (1, 1), (1, 1), 2),
         ([1, 1, 3, 3], 1, (3, 3), (1, 1), (0, 0), 1),
         // A large plane (one image per GEMM, pointwise directly on the input) and a
         // batch that does not divide into blocks of images (144 px: 2 per block).
