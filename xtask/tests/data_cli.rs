@@ -110,6 +110,25 @@ fn errors_are_listed_and_exit_with_1() {
     assert_eq!(dup["cross_split"], true);
     assert_eq!(dup["files"][1]["split"], "val");
     assert_eq!(v["splits"][0]["usable"], 48);
+
+    // A validation set given by path, as `train --val`.
+    let train = root.join("train");
+    let val = root.join("val");
+    let (code, out, _) = xtask(&[
+        "data",
+        "check",
+        train.to_str().unwrap(),
+        "--val",
+        val.to_str().unwrap(),
+        "--min-size",
+        "48",
+        "--json",
+    ]);
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["layout"], "splits");
+    assert_eq!(v["splits"][1]["name"], "val");
+    assert_eq!(v["errors"], 3);
 }
 
 #[test]
