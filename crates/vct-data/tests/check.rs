@@ -547,3 +547,53 @@ fn a_path_that_is_no_dataset_is_an_error_naming_it() {
         .to_string();
     assert!(e.contains("absent"), "{e}");
 }
+
+/// CIFAR-10 records (label byte, then the R, G and B planes) of `pictures`.
+fn cifar_records(pictures: &[(u8, RgbImage)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (label, img) in pictures {
+        out.push(*label);
+        for c in 0..3 {
+            out.extend(img.pixels().map(|p| p.0[c]));
+        }
+    }
+    out
+}
+
+#[test]
+fn cifar10_training_and_test_batches_are_two_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let train: Vec<(u8, RgbImage)> = (0..12u8)
+        .map(|i| (i % 10, picture(32, 32, 9000 + u64::from(i))))
+        .collect();
+    std::fs::write(dir.path().join("data_batch_1.bin"), cifar_records(&train)).unwrap();
+    let test = [train[3].clone(), (1, picture(32, 32, 9100))];
+    std::fs::write(dir.path().join("test_batch.bin"), cifar_records(&test)).unwrap();
+    let r = check(dir.path(), &opts()).unwrap();
+    assert_eq!(r.layout, "cifar10");
+    let splits: Vec<(&str, &str, usize)> = r
+        .splits
+        .iter()
+        .map(|s| (s.name.as_str(), s.source.as_str(), s.usable))
+        .collect();
+    assert_eq!(splits, [("train", "cifar10", 12), ("test", "cifar10", 2)]);
+    assert_eq!(r.concepts.len(), 10);
+    let exact = kinds(&r, "exact_duplicate");
+    assert_eq!(exact.len(), 1, "{:#?}", r.findings);
+    assert_eq!(exact[0].severity, Severity::Error);
+    let Problem::ExactDuplicate {
+        files, cross_split, ..
+    } = &exact[0].problem
+    else {
+        panic!()
+    };
+    assert!(cross_split);
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["data_batch_1.bin#3", "test_batch.bin#0"]);
+    // 8 of the 10 concepts have 1 training image, 2 have 2: all are few.
+    assert_eq!(kinds(&r, "few_images").len(), 10);
+    assert_eq!(r.errors, 1);
+}

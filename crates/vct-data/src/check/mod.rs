@@ -217,12 +217,13 @@ struct SplitData {
 }
 
 /// Reads a split's listing: folder names and image paths, manifest rows, or
-/// CIFAR-10 records; no image is opened.
+/// CIFAR-10 records; no image is opened. A CIFAR-10 folder with a test batch
+/// gives two splits, `index` and `index + 1`.
 fn read_split(
     index: usize,
     split: &SplitPath,
     entries: &mut Vec<Entry>,
-) -> Result<SplitData, DataError> {
+) -> Result<Vec<SplitData>, DataError> {
     let path = &split.path;
     let cifar = path.is_dir() && crate::cifar::is_cifar_dir(path) || ext_is(path, "bin");
     if cifar {
@@ -252,11 +253,19 @@ fn read_split(
             }
         };
         push(&train, index);
+        let mut out = Vec::new();
         // A CIFAR-10 folder's test batch is checked as the next split.
         if let Some(t) = test {
             push(&t, index + 1);
+            out.push(SplitData {
+                name: "test".into(),
+                path: path.join("test_batch.bin"),
+                concepts: data.concepts.clone(),
+                ..data.clone_empty()
+            });
         }
-        return Ok(data);
+        out.insert(0, data);
+        return Ok(out);
     }
     if path.is_dir() {
         let listing = list_folder(path)?;
@@ -282,7 +291,7 @@ fn read_split(
             data.concepts.push(f.name.clone());
             data.folders.push((f.name, f.path));
         }
-        return Ok(data);
+        return Ok(vec![data]);
     }
     if !(ext_is(path, "csv") || ext_is(path, "jsonl")) {
         return Err(DataError::NotADataset { path: path.clone() });
@@ -302,14 +311,28 @@ fn read_split(
             folder: None,
         });
     }
-    Ok(SplitData {
+    Ok(vec![SplitData {
         name: split.name.clone(),
         path: path.clone(),
         source: "manifest",
         concepts: ds.concepts.names().to_vec(),
         folders: Vec::new(),
         skipped: ds.skipped,
-    })
+    }])
+}
+
+impl SplitData {
+    /// A split of the same source with nothing in it yet.
+    fn clone_empty(&self) -> SplitData {
+        SplitData {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            source: self.source,
+            concepts: Vec::new(),
+            folders: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
 }
 
 fn names(ds: &Dataset, labels: &[usize]) -> Vec<String> {
@@ -350,19 +373,8 @@ fn run(
     let mut entries = Vec::new();
     let mut splits = Vec::new();
     for s in wanted {
-        let data = read_split(splits.len(), s, &mut entries)?;
-        let cifar_test = data.source == "cifar10" && entries.iter().any(|e| e.split > splits.len());
-        splits.push(data);
-        if cifar_test {
-            splits.push(SplitData {
-                name: "test".into(),
-                path: s.path.join("test_batch.bin"),
-                source: "cifar10",
-                concepts: splits[splits.len() - 1].concepts.clone(),
-                folders: Vec::new(),
-                skipped: Vec::new(),
-            });
-        }
+        let read = read_split(splits.len(), s, &mut entries)?;
+        splits.extend(read);
     }
 
     let hasher = (opts.decode && opts.near_duplicate_distance.is_some()).then(inspect::hasher);
