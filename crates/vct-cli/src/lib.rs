@@ -1,10 +1,11 @@
 //! The vct command line, one implementation for the `vct` binary and `cargo xtask`:
 //! `train`, `eval`, `predict`, `export`, `weights`, `templates`, `params`, `validate`,
-//! `schedule`, `arch`, and `completions` / `man` generated from the same definitions.
+//! `schedule`, `arch`, `data check`, and `completions` / `man` generated from the same definitions.
 
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod data;
 pub mod export;
 pub mod hparams;
 pub mod plot;
@@ -71,6 +72,8 @@ pub enum Command {
     Schedule(schedule::ScheduleArgs),
     /// Print an architecture's layer table: output shapes and parameter counts.
     Arch(arch::ArchArgs),
+    /// Datasets: `data check DIR` finds problems before training.
+    Data(data::DataArgs),
 }
 
 /// Runs one command.
@@ -86,6 +89,7 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => hparams::validate(args),
         Command::Schedule(args) => schedule::schedule(args),
         Command::Arch(args) => arch::run(args),
+        Command::Data(args) => data::run(args),
     }
 }
 

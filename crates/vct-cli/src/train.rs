@@ -14,6 +14,8 @@ use vct_train::outputs::ExistingRun;
 use vct_train::run::{summary_text, Progress, RunOptions, VERSION};
 use vct_train::session::TrainedModel;
 
+use vct_data::check::SplitPath;
+
 use crate::plot::CurvesHook;
 use crate::progress::ProgressBarHook;
 use crate::Context;
@@ -111,6 +113,10 @@ pub struct TrainArgs {
     /// All of the RSB-A1 paper's extras: Mixup 0.2, CutMix 1.0, RandAugment 2,7,0.5.
     #[arg(long, conflicts_with_all = ["mixup", "cutmix", "randaugment"])]
     rsb_extras: bool,
+    /// Skip the quick data check (empty and non-image files, duplicates, counts)
+    /// that runs before training.
+    #[arg(long)]
+    no_data_check: bool,
 }
 
 impl TrainArgs {
@@ -406,6 +412,20 @@ pub fn train(args: TrainArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         config.data.train.display(),
         out.display()
     );
+    if !args.no_data_check {
+        let (layout_train, found_val) = match vct_data::find_splits(&config.data.train) {
+            Some((t, v)) => (t, v),
+            None => (config.data.train.clone(), None),
+        };
+        let mut splits = vec![SplitPath::new("train", layout_train)];
+        match &config.data.val {
+            ValSource::Path(p) => splits.push(SplitPath::new("val", p)),
+            ValSource::Auto => splits.extend(found_val.map(|v| SplitPath::new("val", v))),
+            ValSource::Split(_) | ValSource::None => {}
+        }
+        let image_size = u32::try_from(config.hparams.image_size()).unwrap_or(u32::MAX);
+        crate::data::precheck(&splits, &config.data.train, image_size, &ctx.prog, 5);
+    }
     let summary = vct_train::session::train(&config, opts)?;
     print!("{}", summary_text(&summary));
     if summary.record.stop_reason == Some(vct_train::trainer::StopReason::Interrupted) {

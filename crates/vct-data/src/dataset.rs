@@ -143,7 +143,7 @@ fn has_image_ext(p: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-fn ext_is(p: &Path, ext: &str) -> bool {
+pub(crate) fn ext_is(p: &Path, ext: &str) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case(ext))
@@ -261,6 +261,65 @@ fn scan_images(
     Ok(())
 }
 
+/// One concept folder of a folder dataset and the image files under it.
+pub(crate) struct ConceptFolder {
+    /// The folder's name: the concept.
+    pub name: String,
+    /// The folder.
+    pub path: PathBuf,
+    /// Files with an image extension under it (recursively, sorted), headers unread.
+    pub images: Vec<PathBuf>,
+}
+
+/// What `root/<concept>/<image>` holds before any file is opened.
+pub(crate) struct FolderListing {
+    /// The concept folders, sorted by path.
+    pub folders: Vec<ConceptFolder>,
+    /// Hidden entries, non-images and files outside a concept folder.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Lists a folder dataset: every non-hidden subfolder of `root` is a concept
+/// (empty ones included: the caller decides what an empty concept means).
+pub(crate) fn list_folder(root: &Path) -> Result<FolderListing, DataError> {
+    let mut skipped = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(io(root))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io(root))?;
+    entries.sort();
+    let mut folders = Vec::new();
+    for p in entries {
+        if is_hidden(&p) {
+            skipped.push(Skipped {
+                reason: "hidden".into(),
+                path: p,
+                kind: SkipKind::Hidden,
+            });
+        } else if p.is_dir() {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut images = Vec::new();
+            scan_images(&p, &mut images, &mut skipped)?;
+            folders.push(ConceptFolder {
+                name,
+                path: p,
+                images,
+            });
+        } else {
+            skipped.push(Skipped {
+                reason: "file outside a concept folder".into(),
+                path: p,
+                kind: SkipKind::NotImage,
+            });
+        }
+    }
+    Ok(FolderListing { folders, skipped })
+}
+
 impl Dataset {
     /// Opens a folder (`root/<concept>/<image>`; with `train/`, its training part),
     /// a `.csv` / `.jsonl` manifest, or CIFAR-10 binaries (a folder of
@@ -317,75 +376,41 @@ impl Dataset {
         opts: &OpenOptions,
         concepts: Option<&Concepts>,
     ) -> Result<Dataset, DataError> {
-        let mut skipped = Vec::new();
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
-            .map_err(io(root))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(io(root))?;
-        entries.sort();
-        let mut folders = Vec::new();
-        for p in entries {
-            if is_hidden(&p) {
-                skipped.push(Skipped {
-                    reason: "hidden".into(),
-                    path: p,
-                    kind: SkipKind::Hidden,
-                });
-            } else if p.is_dir() {
-                folders.push(p);
-            } else {
-                skipped.push(Skipped {
-                    reason: "file outside a concept folder".into(),
-                    path: p,
-                    kind: SkipKind::NotImage,
-                });
-            }
-        }
-        let names: Vec<String> = folders
-            .iter()
-            .map(|p| {
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let FolderListing {
+            folders,
+            mut skipped,
+        } = list_folder(root)?;
         let index = match concepts {
             Some(c) => c.clone(),
-            None => Concepts::new(names.clone())?,
+            None => Concepts::new(folders.iter().map(|f| f.name.clone()).collect())?,
         };
         let mut files = Vec::new();
-        let mut per_folder = Vec::new();
-        for (folder, name) in folders.iter().zip(&names) {
-            let Some(label) = index.index(name) else {
+        for f in &folders {
+            let Some(label) = index.index(&f.name) else {
                 return Err(DataError::UnknownConcept {
-                    path: folder.clone(),
-                    concept: name.clone(),
+                    path: f.path.clone(),
+                    concept: f.name.clone(),
                     known: index.len(),
                 });
             };
-            let before = skipped.len();
-            let mut found = Vec::new();
-            scan_images(folder, &mut found, &mut skipped)?;
-            per_folder.push((folder.clone(), files.len(), found.len(), before));
-            files.extend(found.into_iter().map(|p| (p, vec![label], None)));
+            files.extend(f.images.iter().map(|p| (p.clone(), vec![label], None)));
         }
         let total_files = files.len();
         let items = check_files(files, opts, &mut skipped)?;
         // A concept folder whose files were all skipped is as empty as an empty one.
-        for (folder, _, found, before) in &per_folder {
+        for f in &folders {
             let usable = items
                 .iter()
-                .filter(|it| it.path().starts_with(folder))
+                .filter(|it| it.path().starts_with(&f.path))
                 .count();
             if usable == 0 {
-                let skipped_here = skipped[*before..]
+                let skipped_here = skipped
                     .iter()
-                    .filter(|s| s.path.starts_with(folder))
+                    .filter(|s| s.path.starts_with(&f.path))
                     .count();
                 return Err(DataError::EmptyConcept {
-                    path: folder.clone(),
-                    skipped: skipped_here.max(found - usable),
+                    path: f.path.clone(),
+                    skipped: skipped_here.max(f.images.len() - usable),
                 });
             }
         }

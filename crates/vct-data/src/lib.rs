@@ -7,8 +7,11 @@
 //! - [`epoch_order`]: which items an epoch visits (shuffled, cycled, optionally class-balanced).
 //! - [`Loader`]: decodes and augments on a rayon pool into a bounded queue of
 //!   [`LoadedBatch`]es.
+//! - [`check`]: a dataset check before training (unreadable and non-image files,
+//!   small and EXIF-rotated images, exact and near duplicates, leakage, counts).
 //! - [`demo`]: a procedurally drawn dataset for the demo run and tests.
 
+pub mod check;
 mod cifar;
 mod concepts;
 mod dataset;
