@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The PyTorch side of `cargo xtask bench train`: the same training / inference step.
 
-Optional to run; needs `pip install torch torchvision` (and `timm` for nothing here).
+Optional to run; needs `pip install torch torchvision timm pretrainedmodels six`
+(timm and pretrainedmodels for the Inception networks, see bench/torch_inception.py).
 Training step = forward + cross-entropy + backward + SGD(lr=0.01, momentum=0.9),
 model.train(); inference = model.eval() under torch.no_grad(). Prints one JSON line
 per configuration with images/s (median of timed steps after one warm-up) and the
@@ -10,13 +11,17 @@ process's peak resident memory, in the same fields as the Rust side, so that
     python bench/torch_train_step.py --arch resnet50 --shape 16x64 --mode train
     cargo xtask bench train --arch resnet50 --shape 16x64 --mode train
 
-run alternately in one sitting give the ratio. Each configuration should run in its
-own process (as the Rust side does) for its peak memory to be its own.
+run alternately in one sitting give the ratio; `cargo xtask bench train --torch
+bench/torch_train_step.py` does exactly that and prints the ratio table. Each
+configuration should run in its own process (as the Rust side does) for its peak memory
+to be its own.
 """
 import argparse
 import json
+import os
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -24,9 +29,17 @@ import torchvision
 
 
 def build(arch: str, classes: int) -> torch.nn.Module:
-    if arch in ("resnet50", "resnext50_32x4d"):
+    if arch.startswith(("resnet", "resnext")) and hasattr(torchvision.models, arch):
         return getattr(torchvision.models, arch)(num_classes=classes)
-    raise SystemExit(f"--arch {arch!r}: this script builds resnet50 and resnext50_32x4d")
+    if arch in ("bninception", "inception_v2"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import torch_inception
+
+        return getattr(torch_inception, arch)(classes)
+    raise SystemExit(
+        f"--arch {arch!r}: this script builds torchvision's ResNets and ResNeXts, "
+        "bninception and inception_v2"
+    )
 
 
 def main() -> None:

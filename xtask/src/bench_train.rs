@@ -7,6 +7,11 @@
 //! A training step is forward + cross-entropy + backward + SGD-momentum update, as
 //! `bench/torch_train_step.py` does in PyTorch; inference is `forward(x, train=false)`
 //! on detached weights. Times are medians of the timed steps after warm-up.
+//!
+//! With `--torch bench/torch_train_step.py` the PyTorch side of each configuration runs
+//! as well, alternating with the vct backends round by round in the same sitting (the
+//! machine's load drifts; ratios of neighbouring runs hold up, absolute times do not),
+//! and a table of per-round ratios vct ÷ PyTorch ends the output.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -49,6 +54,16 @@ pub struct TrainArgs {
     /// Write the results as JSON lines to this file as well.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// The PyTorch side (`bench/torch_train_step.py`): run it alternately with the vct
+    /// backends of each configuration and print the ratios.
+    #[arg(long, value_name = "PY")]
+    pub torch: Option<std::path::PathBuf>,
+    /// Python interpreter for `--torch` (one with torch and torchvision installed).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Rounds of each configuration (default: 2 with `--torch`, else 1).
+    #[arg(long)]
+    pub rounds: Option<usize>,
     /// Internal: run one configuration in this process and print one JSON line.
     #[arg(long, hide = true)]
     pub child: bool,
@@ -113,78 +128,192 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         "{:<16} {:>9} {:<7} {:<6} {:>9} {:>11} {:>10}  fwd/bwd/opt ms",
         "arch", "batch×px", "backend", "mode", "img/s", "step ms", "peak MiB"
     );
-    for cfg in &configs {
-        let out = Command::new(&exe)
-            .env("CANDLE_BARRIER_POOL_SPIN_LIMIT", &spin)
-            .env("OMP_WAIT_POLICY", &omp_wait)
-            .args(["bench", "train", "--child"])
-            .args(["--arch", cfg.arch.name()])
-            .args(["--shape", &format!("{}x{}", cfg.batch, cfg.size)])
-            .args(["--backend", cfg.backend.name()])
-            .args(["--mode", mode_name(cfg.train)])
-            .args(["--steps", &args.steps.to_string()])
-            .args(["--classes", &args.classes.to_string()])
-            .args(args.profile.then_some("--profile"))
-            .output()
-            .with_context(|| format!("cannot run {}", exe.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.lines().last().unwrap_or_default().to_string();
-        let row: serde_json::Value = match (out.status.success(), serde_json::from_str(&line)) {
-            (true, Ok(v)) => v,
-            _ => {
-                eprintln!(
-                    "{} {}x{} {} {}: failed: {}",
-                    cfg.arch.name(),
-                    cfg.batch,
-                    cfg.size,
-                    cfg.backend.name(),
-                    mode_name(cfg.train),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                continue;
+    let rounds = args
+        .rounds
+        .unwrap_or(if args.torch.is_some() { 2 } else { 1 });
+    if rounds == 0 {
+        bail!("--rounds is 0, expected at least 1");
+    }
+    let threads = rayon_threads();
+    let mut failed = 0;
+    let mut ratios = Vec::new();
+    // Configurations that differ only in backend run side by side, round by round.
+    for group in configs
+        .chunk_by(|a, b| (a.arch, a.batch, a.size, a.train) == (b.arch, b.batch, b.size, b.train))
+    {
+        let first = &group[0];
+        let mut torch_rows = Vec::new();
+        let mut vct_rows: Vec<Vec<Option<Row>>> = vec![Vec::new(); group.len()];
+        for _ in 0..rounds {
+            if let Some(script) = &args.torch {
+                let mut cmd = Command::new(&args.python);
+                cmd.arg(script)
+                    .args(["--arch", first.arch.name()])
+                    .args(["--shape", &format!("{}x{}", first.batch, first.size)])
+                    .args(["--mode", mode_name(first.train)])
+                    .args(["--steps", &args.steps.to_string()])
+                    .args(["--classes", &args.classes.to_string()])
+                    .args(["--threads", &threads.to_string()]);
+                let row = run_row(cmd, first, "pytorch");
+                failed += usize::from(row.is_none());
+                if let Some(r) = &row {
+                    lines.push(r.line.clone());
+                }
+                torch_rows.push(row);
             }
-        };
-        let fallbacks = row["onednn_fallbacks"].as_u64().unwrap_or(0);
-        let phases = match row["phases_ms"].as_array() {
-            Some(p) => p
-                .iter()
-                .map(|v| format!("{:.0}", v.as_f64().unwrap_or(f64::NAN)))
-                .collect::<Vec<_>>()
-                .join("/"),
-            None => "-".into(),
-        };
-        println!(
-            "{:<16} {:>9} {:<7} {:<6} {:>9.2} {:>11.1} {:>10.0}  {phases}{}",
-            cfg.arch.name(),
-            format!("{}x{}", cfg.batch, cfg.size),
-            cfg.backend.name(),
-            mode_name(cfg.train),
-            row["images_per_s"].as_f64().unwrap_or(f64::NAN),
-            row["median_step_ms"].as_f64().unwrap_or(f64::NAN),
-            row["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
-            if fallbacks > 0 {
-                format!("  ({fallbacks} op calls fell back from oneDNN to the Rust kernels)")
-            } else {
-                String::new()
+            for (cfg, rows) in group.iter().zip(&mut vct_rows) {
+                let mut cmd = Command::new(&exe);
+                cmd.env("CANDLE_BARRIER_POOL_SPIN_LIMIT", &spin)
+                    .env("OMP_WAIT_POLICY", &omp_wait)
+                    .args(["bench", "train", "--child"])
+                    .args(["--arch", cfg.arch.name()])
+                    .args(["--shape", &format!("{}x{}", cfg.batch, cfg.size)])
+                    .args(["--backend", cfg.backend.name()])
+                    .args(["--mode", mode_name(cfg.train)])
+                    .args(["--steps", &args.steps.to_string()])
+                    .args(["--classes", &args.classes.to_string()])
+                    .args(args.profile.then_some("--profile"));
+                let row = run_row(cmd, cfg, cfg.backend.name());
+                failed += usize::from(row.is_none());
+                if let Some(r) = &row {
+                    lines.push(r.line.clone());
+                }
+                rows.push(row);
             }
-        );
-        if let Some(k) = row["kernels_ms"].as_object() {
-            let parts: Vec<String> = k
-                .iter()
-                .map(|(name, ms)| format!("{name} {:.0}", ms.as_f64().unwrap_or(f64::NAN)))
-                .collect();
-            println!("    per step, ms: {}", parts.join(", "));
         }
-        lines.push(line);
+        if args.torch.is_some() {
+            for (cfg, rows) in group.iter().zip(&vct_rows) {
+                let per_round: Vec<(f64, f64)> = rows
+                    .iter()
+                    .zip(&torch_rows)
+                    .filter_map(|(v, t)| Some((v.as_ref()?, t.as_ref()?)))
+                    .map(|(v, t)| (v.images_per_s / t.images_per_s, v.peak_mib / t.peak_mib))
+                    .collect();
+                ratios.push((cfg.clone(), per_round));
+            }
+        }
+    }
+    if !ratios.is_empty() {
+        println!();
+        println!(
+            "vct ÷ PyTorch ({threads} threads each; one ratio per round of neighbouring runs)"
+        );
+        println!(
+            "{:<16} {:>9} {:<6} {:<7} {:>15} {:>15}",
+            "arch", "batch×px", "mode", "backend", "images/s", "peak memory"
+        );
+        for (cfg, per_round) in &ratios {
+            let range = |f: fn(&(f64, f64)) -> f64| {
+                let v: Vec<f64> = per_round.iter().map(f).collect();
+                let (lo, hi) = v
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                        (lo.min(x), hi.max(x))
+                    });
+                match v.len() {
+                    0 => "failed".to_string(),
+                    1 => format!("{lo:.2}×"),
+                    _ => format!("{lo:.2}–{hi:.2}×"),
+                }
+            };
+            println!(
+                "{:<16} {:>9} {:<6} {:<7} {:>15} {:>15}",
+                cfg.arch.name(),
+                format!("{}x{}", cfg.batch, cfg.size),
+                mode_name(cfg.train),
+                cfg.backend.name(),
+                range(|r| r.0),
+                range(|r| r.1),
+            );
+        }
     }
     if let Some(path) = &args.json {
         std::fs::write(path, lines.join("\n") + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(if lines.len() == configs.len() {
+    Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// One measured run (a vct child or the PyTorch script).
+#[derive(Debug, Clone)]
+struct Row {
+    images_per_s: f64,
+    peak_mib: f64,
+    /// The JSON line as printed by the child.
+    line: String,
+}
+
+/// Runs one measuring process, prints its row, and returns it (`None`, with the child's
+/// error printed, when it failed).
+fn run_row(mut cmd: Command, cfg: &Config, backend: &str) -> Option<Row> {
+    let what = format!(
+        "{} {}x{} {} {}",
+        cfg.arch.name(),
+        cfg.batch,
+        cfg.size,
+        backend,
+        mode_name(cfg.train)
+    );
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("{what}: cannot run {:?}: {e}", cmd.get_program());
+            return None;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default().to_string();
+    let row: serde_json::Value = match (out.status.success(), serde_json::from_str(&line)) {
+        (true, Ok(v)) => v,
+        _ => {
+            eprintln!(
+                "{what}: failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+    };
+    let fallbacks = row["onednn_fallbacks"].as_u64().unwrap_or(0);
+    let phases = match row["phases_ms"].as_array() {
+        Some(p) => p
+            .iter()
+            .map(|v| format!("{:.0}", v.as_f64().unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => "-".into(),
+    };
+    let images_per_s = row["images_per_s"].as_f64().unwrap_or(f64::NAN);
+    let peak_mib = row["peak_rss_mib"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "{:<16} {:>9} {:<7} {:<6} {:>9.2} {:>11.1} {:>10.0}  {phases}{}",
+        cfg.arch.name(),
+        format!("{}x{}", cfg.batch, cfg.size),
+        backend,
+        mode_name(cfg.train),
+        images_per_s,
+        row["median_step_ms"].as_f64().unwrap_or(f64::NAN),
+        peak_mib,
+        if fallbacks > 0 {
+            format!("  ({fallbacks} op calls fell back from oneDNN to the Rust kernels)")
+        } else {
+            String::new()
+        }
+    );
+    if let Some(k) = row["kernels_ms"].as_object() {
+        let parts: Vec<String> = k
+            .iter()
+            .map(|(name, ms)| format!("{name} {:.0}", ms.as_f64().unwrap_or(f64::NAN)))
+            .collect();
+        println!("    per step, ms: {}", parts.join(", "));
+    }
+    Some(Row {
+        images_per_s,
+        peak_mib,
+        line,
     })
 }
 
