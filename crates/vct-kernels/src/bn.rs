@@ -411,12 +411,14 @@ impl CustomOp3 for BatchNorm {
             true => Some(packed.narrow(0, 0, numel)?.reshape(x.shape())?),
             false => None,
         };
+        // dgamma and dbeta live until the optimizer step: copies of their own, so they do
+        // not keep the activation-sized packed buffer alive until then.
         let dgamma = match gamma.track_op() {
-            true => Some(packed.narrow(0, numel, c)?),
+            true => Some(packed.narrow(0, numel, c)?.force_contiguous()?),
             false => None,
         };
         let dbeta = match beta.track_op() {
-            true => Some(packed.narrow(0, numel + c, c)?),
+            true => Some(packed.narrow(0, numel + c, c)?.force_contiguous()?),
             false => None,
         };
         Ok((dx, dgamma, dbeta))
@@ -612,10 +614,13 @@ mod tests {
         let y = f(xv.as_tensor(), gv.as_tensor(), bv.as_tensor())?;
         let grads = (&y * r)?.sum_all()?.backward()?;
         let mut out = vec![y.flatten_all()?.to_vec1()?];
-        for v in [&xv, &gv, &bv] {
+        for (i, v) in [&xv, &gv, &bv].into_iter().enumerate() {
             let gr = grads
                 .get(v.as_tensor())
                 .ok_or_else(|| candle_core::Error::Msg("missing grad".into()))?;
+            if i > 0 {
+                crate::testutil::assert_owns_storage(gr, "scale/shift gradient");
+            }
             out.push(gr.flatten_all()?.to_vec1()?);
         }
         Ok(out)

@@ -39,6 +39,18 @@ impl Rng {
     }
 }
 
+/// Asserts `t` owns its storage (is not a view into a larger buffer): parameter
+/// gradients live until the optimizer step, and a view would keep the whole buffer
+/// it came from alive until then.
+pub(crate) fn assert_owns_storage(t: &Tensor, what: &str) {
+    let (storage, _) = t.storage_and_layout();
+    let len = match &*storage {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => v.len(),
+        other => panic!("{what}: expected f32 CPU storage, got {:?}", other.dtype()),
+    };
+    assert_eq!(len, t.elem_count(), "{what} is a view into a larger buffer");
+}
+
 /// Asserts `got` agrees with the f64 reference within `rel` relative (to max(1, |ref|)).
 pub(crate) fn assert_close(got: &[f32], want: &[f64], rel: f64) {
     assert_eq!(got.len(), want.len(), "lengths differ");

@@ -218,12 +218,13 @@ impl CustomOp2 for Conv {
         } else {
             None
         };
+        // The weight gradient lives until the optimizer step, so it gets storage of its
+        // own: a view would keep the whole `[dx | dw]` buffer (activation-sized) alive
+        // until then, once per layer.
         let dw = if want_dw {
-            Some(
-                packed
-                    .narrow(0, dx_len, g.weight_len())?
-                    .reshape(w.shape())?,
-            )
+            let dw = packed.narrow(0, dx_len, g.weight_len())?;
+            let dw = if want_dx { dw.force_contiguous()? } else { dw };
+            Some(dw.reshape(w.shape())?)
         } else {
             None
         };

@@ -2,7 +2,7 @@
 
 use super::geom::{geometry, Geom};
 use super::*;
-use crate::testutil::{finite_diff_check, max_rel_diff, Rng};
+use crate::testutil::{assert_owns_storage, finite_diff_check, max_rel_diff, Rng};
 use candle_core::Var;
 
 /// Direct-loop f64 convolution and its gradients for `loss = Σ y·r`.
@@ -111,6 +111,9 @@ fn forward_and_gradients_match_reference() -> candle_core::Result<()> {
         let dy = rel(&y.flatten_all()?.to_vec1()?, &want.y);
         let dx = rel(&flat(grads.get(xv.as_tensor()))?, &want.dx);
         let dw = rel(&flat(grads.get(wv.as_tensor()))?, &want.dw);
+        if let Some(gw) = grads.get(wv.as_tensor()) {
+            assert_owns_storage(gw, &format!("{case}: weight gradient"));
+        }
         assert!(
             dy < 1e-5 && dx < 1e-5 && dw < 1e-5,
             "{case}: y {dy} dx {dx} dw {dw}"
