@@ -47,6 +47,28 @@ fn r4(v: f64) -> f32 {
     ((v * 1e4).round() / 1e4) as f32
 }
 
+/// At most `max` points: the means of equal runs of consecutive points (a long run's
+/// per-step series, smoothed to what a chart can show).
+fn bucket_means(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    if points.len() <= max || max == 0 {
+        return points;
+    }
+    let per = points.len().div_ceil(max);
+    points
+        .chunks(per)
+        .map(|c| {
+            let n = c.len() as f64;
+            (
+                c.iter().map(|p| p.0).sum::<f64>() / n,
+                c.iter().map(|p| p.1).sum::<f64>() / n,
+            )
+        })
+        .collect()
+}
+
+/// Most points a per-step training curve keeps.
+const STEP_POINTS: usize = 1500;
+
 /// At most `max` points of `points`, evenly spaced, first and last kept.
 fn thin<T: Copy>(points: &[T], max: usize) -> Vec<T> {
     let max = max.max(2);
@@ -194,12 +216,13 @@ fn training(input: &ReportInput) -> String {
         i += n;
     }
     let step_points = |f: &dyn Fn(&crate::StepRow) -> Option<f64>| -> Vec<(f64, f64)> {
-        input
+        let all = input
             .steps
             .iter()
             .zip(&step_x)
             .filter_map(|(r, &x)| f(r).map(|y| (x, y)))
-            .collect()
+            .collect();
+        bucket_means(all, STEP_POINTS)
     };
     let epoch_points = |f: &dyn Fn(&crate::EpochRow) -> Option<f64>| -> Vec<(f64, f64)> {
         input

@@ -71,7 +71,12 @@
     series.forEach(function (s) {
       if (!s.points || !s.points.length) return;
       var d = s.points.map(function (p, i) {
-        return (i ? 'L' : 'M') + sx(p[0]).toFixed(1) + ',' + sy(p[1]).toFixed(1);
+        var at = sx(p[0]).toFixed(1) + ',' + sy(p[1]).toFixed(1);
+        if (!i) return 'M' + at;
+        // Steps (scikit-learn's PR display): each recall interval at the precision of
+        // its end, so the area under the steps is the average precision.
+        if (s.steps) return 'L' + sx(s.points[i - 1][0]).toFixed(1) + ',' + sy(p[1]).toFixed(1) + 'L' + at;
+        return 'L' + at;
       }).join('');
       var path = el('path', { 'class': 'line curve', d: d, stroke: s.color, 'stroke-width': s.width || 2 }, svg);
       el('title', {}, path).textContent = s.name;
@@ -100,7 +105,7 @@
       var roc = document.getElementById('roc-chart');
       if (c.pr) {
         unitChart(pr, 'Precision-recall: ' + data.concepts[i], 'recall', 'precision', [{
-          name: data.concepts[i], color: '#1f77b4', points: c.pr, marker: c.best,
+          name: data.concepts[i], color: '#1f77b4', points: c.pr, steps: true, marker: c.best,
           markerTitle: 'best F1 threshold'
         }], false);
       } else {

@@ -171,7 +171,7 @@ pub(crate) fn chart(c: &Chart<'_>) -> String {
             sy(x1.min(y1))
         );
     }
-    for (k, series) in c.series.iter().enumerate() {
+    for series in &c.series {
         let pts: Vec<(f64, f64)> = series
             .points
             .iter()
@@ -202,19 +202,22 @@ pub(crate) fn chart(c: &Chart<'_>) -> String {
                 );
             }
         }
-        let ly = TOP + 18.0 + 18.0 * k as f64;
-        let lx = LEFT + pw - 170.0;
+    }
+    // The legend on the title's line, right-aligned, clear of the data.
+    let mut right = W - RIGHT;
+    for series in c.series.iter().rev().filter(|s| !s.points.is_empty()) {
+        let width = 28.0 + 7.0 * series.name.chars().count() as f64;
+        let lx = right - width;
         let _ = write!(
             s,
-            "<line x1=\"{lx:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{}\" \
-             stroke-width=\"3\"/><text class=\"legend\" x=\"{:.1}\" y=\"{ly:.1}\">{}</text>",
+            "<line x1=\"{lx:.1}\" x2=\"{:.1}\" y1=\"14\" y2=\"14\" stroke=\"{}\" \
+             stroke-width=\"3\"/><text class=\"legend\" x=\"{:.1}\" y=\"18\">{}</text>",
             lx + 18.0,
-            ly - 4.0,
-            ly - 4.0,
             esc(series.color),
-            lx + 24.0,
+            lx + 22.0,
             esc(series.name)
         );
+        right = lx - 6.0;
     }
     s.push_str("</svg>");
     s

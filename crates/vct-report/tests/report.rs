@@ -334,6 +334,31 @@ fn a_run_without_validation_still_reports_its_training() {
 }
 
 #[test]
+fn a_long_run_s_step_curve_is_averaged_down() {
+    let mut inp = input(None);
+    // 30 000 steps of loss 1 then 3 alternating: 1500 means of 2.
+    inp.steps = (1..=30_000)
+        .map(|s| StepRow {
+            epoch: (s - 1) / 10_000 + 1,
+            step: s,
+            loss: Some(if s % 2 == 0 { 3.0 } else { 1.0 }),
+            lr: 0.1,
+        })
+        .collect();
+    let html = render(&inp, &ReportOptions::default()).unwrap();
+    let chart = between(&html, "id=\"loss-chart\"", "</svg>");
+    let step_line = between(chart, "<path class=\"line\" d=\"", "\"");
+    assert_eq!(count(step_line, "L"), 1499);
+    // Every mean is 2: one y coordinate for the whole line.
+    let ys: std::collections::HashSet<&str> = step_line
+        .split(['M', 'L'])
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(ys.len(), 1, "{ys:?}");
+}
+
+#[test]
 fn records_that_do_not_fit_the_metrics_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut images, metrics) = single_label(tmp.path(), 3, 6);
