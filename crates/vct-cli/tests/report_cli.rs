@@ -273,9 +273,13 @@ fn chromium() -> PathBuf {
     panic!("no Chromium found: install Debian's chromium or set VCT_CHROMIUM");
 }
 
-/// Runs headless Chromium on `page` with `args`; returns (stdout, stderr).
-fn headless(page: &Path, args: &[&str]) -> (String, String) {
-    let url = format!("file://{}", page.canonicalize().unwrap().display());
+/// Runs headless Chromium on `page` (with `fragment`, e.g. `#check`) with `args`;
+/// returns (stdout, stderr).
+fn headless(page: &Path, fragment: &str, args: &[&str]) -> (String, String) {
+    let url = format!(
+        "file://{}{fragment}",
+        page.canonicalize().unwrap().display()
+    );
     let out = Process::new(chromium())
         .args([
             "--headless",
@@ -304,10 +308,11 @@ fn headless(page: &Path, args: &[&str]) -> (String, String) {
     )
 }
 
-/// The DOM after the page's script ran: no console output, no recorded error, and the
-/// parts the script builds are there.
+/// The DOM after the page's script ran (and, with `#check`, drew every view once): no
+/// console output, no recorded error, and the parts the script builds are there.
 fn check_in_browser(report: &Path, multi: bool, shot: &Path) {
-    let (dom, log) = headless(report, &["--dump-dom"]);
+    let html = std::fs::read_to_string(report).unwrap();
+    let (dom, log) = headless(report, "#check", &["--dump-dom"]);
     let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
     assert!(console.is_empty(), "console messages: {console:#?}");
     assert!(
@@ -331,10 +336,14 @@ fn check_in_browser(report: &Path, multi: bool, shot: &Path) {
             "{chart}"
         );
     }
+    // Every heat-map order × scale (5 × 2, single-label), every concept's curves, and
+    // every sortable column (clicked twice) were drawn.
+    let views = if multi { 0 } else { 10 } + 4 + html.matches("data-sort=").count();
     assert!(
-        dom.contains("aria-sort") || dom.contains("tabindex=\"0\""),
-        "sortable headers"
+        dom.contains(&format!("data-report-checked=\"{views}\"")),
+        "self-check: expected {views} views"
     );
+    assert!(dom.contains("aria-sort=\"descending\""), "sorted headers");
     if multi {
         assert!(dom.contains("id=\"threshold-table\""));
         assert!(!dom.contains("id=\"confusion-canvas\""));
@@ -344,7 +353,7 @@ fn check_in_browser(report: &Path, multi: bool, shot: &Path) {
     }
     let shot_arg = format!("--screenshot={}", shot.display());
     let _ = std::fs::remove_file(shot);
-    let (_, log) = headless(report, &[&shot_arg, "--window-size=1280,3000"]);
+    let (_, log) = headless(report, "", &[&shot_arg, "--window-size=1280,3000"]);
     let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
     assert!(console.is_empty(), "console messages: {console:#?}");
     let bytes = std::fs::metadata(shot).unwrap().len();

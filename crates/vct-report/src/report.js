@@ -122,6 +122,7 @@
         'AP ' + fmt(c.ap) + ' · ROC AUC ' + fmt(c.auc) + ' · support ' + data.support[i];
     }
     select.addEventListener('change', draw);
+    var api = { draw: draw, select: select };
     var table = document.getElementById('concept-table');
     if (table) {
       table.tBodies[0].addEventListener('click', function (e) {
@@ -133,6 +134,41 @@
       });
     }
     draw();
+    return api;
+  }
+
+  // `report.html#check` draws every view once — each heat-map order and scale, each
+  // concept's curves, each sort — so a headless browser test meets every code path.
+  function selfCheck(heat, curveApi) {
+    var draws = 0;
+    if (heat) {
+      Array.prototype.forEach.call(heat.orderSel.options, function (o) {
+        Array.prototype.forEach.call(heat.normSel.options, function (n) {
+          heat.orderSel.value = o.value;
+          heat.normSel.value = n.value;
+          heat.draw();
+          draws++;
+        });
+      });
+      heat.orderSel.selectedIndex = 0;
+      heat.normSel.selectedIndex = 0;
+      heat.draw();
+    }
+    if (curveApi) {
+      Array.prototype.forEach.call(curveApi.select.options, function (o) {
+        curveApi.select.value = o.value;
+        curveApi.draw();
+        draws++;
+      });
+      curveApi.select.selectedIndex = 0;
+      curveApi.draw();
+    }
+    Array.prototype.forEach.call(document.querySelectorAll('table.sortable thead th'), function (th) {
+      th.click();
+      th.click();
+      draws++;
+    });
+    document.body.setAttribute('data-report-checked', String(draws));
   }
 
   function confusionOrder(data, how, M) {
@@ -267,15 +303,18 @@
     orderSel.addEventListener('change', draw);
     normSel.addEventListener('change', draw);
     draw();
+    return { draw: draw, orderSel: orderSel, normSel: normSel };
   }
 
   sortTables();
   var node = document.getElementById('report-data');
+  var heat = null, curveApi = null;
   if (node) {
     var data = JSON.parse(node.textContent);
-    confusion(data);
-    curves(data);
+    heat = confusion(data) || null;
+    curveApi = curves(data) || null;
   }
+  if (location.hash === '#check') selfCheck(heat, curveApi);
   // Set last: the browser test reads it from the DOM as "every part ran".
   document.body.setAttribute('data-report-ready', window.reportErrors.length ? 'errors' : 'yes');
 })();

@@ -391,3 +391,67 @@ fn records_that_do_not_fit_the_metrics_are_named() {
         "{text}"
     );
 }
+
+/// `$VCT_CHROMIUM`, else the first of the usual names on PATH.
+fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("VCT_CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|n| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(n))
+                .find(|p| p.is_file())
+        })
+        .expect("no Chromium found: install Debian's chromium or set VCT_CHROMIUM")
+}
+
+#[test]
+#[ignore = "needs Chromium (Debian's chromium; .ci/run installs it)"]
+fn browser_report_at_120_concepts_draws_every_view() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, metrics) = single_label(tmp.path(), 120, 360);
+    let eval = Evaluation {
+        name: "synthetic".into(),
+        metrics,
+        images,
+    };
+    let html = render(&input(Some(eval)), &ReportOptions::default()).unwrap();
+    let page = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-120-concepts.html");
+    std::fs::write(&page, &html).unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,2000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}#check", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(console.is_empty(), "{console:#?}");
+    assert!(dom.contains("data-report-ready=\"yes\""));
+    // 5 orders × 2 scales of the heat map, 120 concepts' curves, every sortable column.
+    let views = 10 + 120 + count(&html, "data-sort=");
+    assert!(
+        dom.contains(&format!("data-report-checked=\"{views}\"")),
+        "expected {views} views"
+    );
+    assert!(dom.contains("data-concepts=\"120\""));
+    eprintln!(
+        "120 concepts: {} KB, every view drawn in {:.1}s (browser start included)",
+        html.len() / 1024,
+        started.elapsed().as_secs_f64()
+    );
+}
