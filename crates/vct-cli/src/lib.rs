@@ -10,7 +10,9 @@ pub mod export;
 pub mod hparams;
 pub mod plot;
 pub mod progress;
+pub mod report;
 pub mod schedule;
+pub mod tensorboard;
 pub mod train;
 pub mod weights;
 
@@ -54,7 +56,8 @@ impl Context {
 pub enum Command {
     /// Train a template on a folder of images (no arguments: the built-in demo).
     Train(Box<train::TrainArgs>),
-    /// Evaluate a trained model on a folder or manifest; prints and writes metrics.
+    /// Evaluate a trained model on a folder or manifest; prints and writes metrics, and
+    /// with --report an HTML report.
     Eval(train::EvalArgs),
     /// Predict concepts (and embeddings) for images with a trained model.
     Predict(train::PredictArgs),

@@ -18,6 +18,8 @@ use vct_data::check::SplitPath;
 
 use crate::plot::CurvesHook;
 use crate::progress::ProgressBarHook;
+use crate::report;
+use crate::tensorboard::TensorBoardHook;
 use crate::Context;
 
 /// The template of the built-in demo: Inception-v2 trains from random weights,
@@ -117,6 +119,16 @@ pub struct TrainArgs {
     /// that runs before training.
     #[arg(long)]
     no_data_check: bool,
+    /// Write TensorBoard event files (loss and lr per step, validation metrics per
+    /// epoch) into DIR. Default: the run folder's `tensorboard/`.
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
+    /// Write no TensorBoard event files.
+    #[arg(long, conflicts_with = "tensorboard")]
+    no_tensorboard: bool,
+    /// Skip `report.html` (the evaluation report written at the end).
+    #[arg(long)]
+    no_report: bool,
 }
 
 impl TrainArgs {
@@ -396,6 +408,14 @@ pub fn train(args: TrainArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         out.join("curves.svg"),
         format!("{} — {}", config.hparams.template(), out.display()),
     )));
+    let tensorboard = (!args.no_tensorboard).then(|| {
+        args.tensorboard
+            .clone()
+            .unwrap_or_else(|| out.join("tensorboard"))
+    });
+    if let Some(dir) = &tensorboard {
+        opts.hooks.push(Box::new(TensorBoardHook::new(dir.clone())));
+    }
     let stop = opts.stop.clone();
     // First Ctrl-C: finish the current step and stop (the last checkpoint stays);
     // a second one exits at once.
@@ -426,14 +446,34 @@ pub fn train(args: TrainArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         let image_size = u32::try_from(config.hparams.image_size()).unwrap_or(u32::MAX);
         crate::data::precheck(&splits, &config.data.train, image_size, &ctx.prog, 5);
     }
+    let device = opts.device.clone();
     let summary = vct_train::session::train(&config, opts)?;
     print!("{}", summary_text(&summary));
-    if summary.record.stop_reason == Some(vct_train::trainer::StopReason::Interrupted) {
+    if let Some(dir) = &tensorboard {
+        println!("TensorBoard: tensorboard --logdir {}", dir.display());
+    }
+    let interrupted =
+        summary.record.stop_reason == Some(vct_train::trainer::StopReason::Interrupted);
+    if interrupted {
         eprintln!(
             "stopped early; continue with: {} train --resume {}",
             ctx.prog,
             summary.out.display()
         );
+    } else if !args.no_report {
+        // The run's outputs stand already: a report that fails is a warning.
+        let path = summary.out.join("report.html");
+        let started = std::time::Instant::now();
+        match report::run_report(&summary.out, &device)
+            .and_then(|input| report::write_report(&path, &input))
+        {
+            Ok(()) => println!(
+                "report: {} ({:.1}s)",
+                path.display(),
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => eprintln!("warning: no report.html: {e:#}"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -444,9 +484,10 @@ pub struct EvalArgs {
     /// A run folder (holds run.json and model.safetensors).
     #[arg(long)]
     model: PathBuf,
-    /// Images to evaluate on (folder or manifest with the model's concepts).
+    /// Images to evaluate on (folder or manifest with the model's concepts). Default:
+    /// the run's own validation set (its folder, or the same seeded split).
     #[arg(long)]
-    data: PathBuf,
+    data: Option<PathBuf>,
     /// Images per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -456,18 +497,43 @@ pub struct EvalArgs {
     /// `cpu`, `cuda:N` or `metal`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Also write the HTML evaluation report (curves, per-concept metrics, confusion
+    /// heat map, PR/ROC, calibration, the most confidently wrong images) to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 /// Runs `eval`.
 pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let device = parse_device(&args.device)?;
     let model = TrainedModel::load(&args.model, &device)?;
-    let metrics = model.evaluate(&args.data, args.batch_size)?;
+    let (set, name) = match &args.data {
+        Some(d) => (model.open_data(d)?, d.display().to_string()),
+        None => match model.validation_set()? {
+            Some(set) => (
+                set,
+                format!("the validation set of {}", args.model.display()),
+            ),
+            None => bail!(
+                "{} was trained without a validation set; pass --data DIR",
+                args.model.display()
+            ),
+        },
+    };
+    let images = set.items.len();
+    let evaluation = model.evaluate_images(set, args.batch_size)?;
+    let metrics = evaluation.metrics.clone();
     let out = args.out.unwrap_or_else(|| args.model.join("eval"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     vct_train::run::write_metrics(&out, &metrics)?;
     print!("{}", vct_train::run::metrics_table(&metrics));
     println!("wrote {}/metrics.json and confusion.csv", out.display());
+    if let Some(path) = &args.report {
+        let name = format!("{name} ({images} images)");
+        let input = report::report_input(&model, Some((name, evaluation)));
+        report::write_report(path, &input)?;
+        println!("report: {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

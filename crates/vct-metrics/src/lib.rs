@@ -34,6 +34,10 @@ pub struct ConceptMetrics {
     pub roc_auc: Option<f64>,
     /// Average precision; `None` when the concept never occurs.
     pub average_precision: Option<f64>,
+    /// Multi-label data: the threshold that maximises this concept's F1 (`None` for
+    /// single-label data, which predicts by argmax, and for concepts that never occur).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_f1: Option<F1Threshold>,
 }
 
 /// Everything measured on one evaluation pass.
@@ -64,6 +68,102 @@ pub struct EvalMetrics {
     pub confusion: Vec<Vec<u64>>,
     /// Whether the data was multi-label (threshold 0.5 per concept) or single-label (argmax).
     pub multi_label: bool,
+    /// How well the probabilities match the frequencies ([`calibration`] with
+    /// [`CALIBRATION_BINS`] bins): single-label data bins each image's top-1 probability
+    /// against whether it was right; multi-label data bins every (image, concept)
+    /// probability against the truth. `None` without images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+/// Bins of the calibration [`EvalMetrics`] reports.
+pub const CALIBRATION_BINS: usize = 10;
+
+/// The point of a precision-recall curve at one threshold (predicted positive:
+/// score ≥ threshold).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PrPoint {
+    /// The score threshold.
+    pub threshold: f32,
+    /// TP / (TP + FP) at the threshold.
+    pub precision: f64,
+    /// TP / (TP + FN) at the threshold.
+    pub recall: f64,
+}
+
+/// The point of a ROC curve at one threshold (predicted positive: score ≥ threshold).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RocPoint {
+    /// The score threshold (`+∞` for the first point, where nothing is positive).
+    pub threshold: f32,
+    /// False-positive rate FP / (FP + TN).
+    pub fpr: f64,
+    /// True-positive rate TP / (TP + FN).
+    pub tpr: f64,
+}
+
+/// The threshold with the highest F1 (predicted positive: score ≥ threshold).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct F1Threshold {
+    /// The score threshold.
+    pub threshold: f32,
+    /// Precision there.
+    pub precision: f64,
+    /// Recall there.
+    pub recall: f64,
+    /// F1 there.
+    pub f1: f64,
+}
+
+/// One bin of a reliability diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    /// Lower edge (exclusive, except for the first bin).
+    pub lower: f64,
+    /// Upper edge (inclusive).
+    pub upper: f64,
+    /// Probabilities in the bin.
+    pub count: u64,
+    /// Their mean.
+    pub mean_probability: f64,
+    /// The fraction of them whose outcome was positive.
+    pub fraction_positive: f64,
+}
+
+/// A reliability diagram: the non-empty bins, and the expected calibration error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// The non-empty bins, lowest first (scikit-learn's `calibration_curve`, uniform
+    /// strategy).
+    pub bins: Vec<CalibrationBin>,
+    /// Σ (count / total) · |fraction positive − mean probability| over the bins.
+    pub expected_calibration_error: f64,
+}
+
+/// A concept's curves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConceptCurves {
+    /// Concept name.
+    pub concept: String,
+    /// Precision-recall curve ([`pr_curve`]); `None` when the concept never occurs.
+    pub pr: Option<Vec<PrPoint>>,
+    /// ROC curve ([`roc_curve`]); `None` unless both classes occur.
+    pub roc: Option<Vec<RocPoint>>,
+}
+
+/// An image whose prediction was wrong, and how sure the model was of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfidentError {
+    /// The image's index, in the order the images were added.
+    pub index: usize,
+    /// Its true concepts.
+    pub truth: Vec<usize>,
+    /// The predicted concepts: the argmax (single-label) or every concept with P > 0.5.
+    pub predicted: Vec<usize>,
+    /// How confidently wrong: the probability of the wrong top-1 concept
+    /// (single-label), or the largest |P − truth| over the wrongly decided concepts
+    /// (multi-label).
+    pub confidence: f64,
 }
 
 /// Collects scores and labels over batches.
@@ -229,6 +329,11 @@ impl MetricsAccumulator {
                 f1,
                 roc_auc: roc_auc(&column, &labels),
                 average_precision: average_precision(&column, &labels),
+                best_f1: if self.multi_label {
+                    best_f1_threshold(&column, &labels)
+                } else {
+                    None
+                },
             });
         }
         let mean = |f: &dyn Fn(&ConceptMetrics) -> f64| {
@@ -251,7 +356,89 @@ impl MetricsAccumulator {
             per_concept,
             confusion,
             multi_label: self.multi_label,
+            calibration: (n > 0).then(|| {
+                let (probs, outcomes) = self.calibration_pairs();
+                calibration(&probs, &outcomes, CALIBRATION_BINS)
+            }),
         }
+    }
+
+    /// The (probability, outcome) pairs the calibration bins: each image's top-1
+    /// probability and whether it was right (single-label), or every probability and
+    /// its truth (multi-label).
+    fn calibration_pairs(&self) -> (Vec<f32>, Vec<bool>) {
+        let c = self.concepts.len();
+        if self.multi_label {
+            return (self.scores.clone(), self.truth.clone());
+        }
+        (0..self.len())
+            .map(|i| {
+                let row = &self.scores[i * c..(i + 1) * c];
+                let top = ranking(row)[0];
+                (row[top], top == self.single[i])
+            })
+            .unzip()
+    }
+
+    /// Per concept, one-vs-rest, the precision-recall and ROC curves.
+    pub fn curves(&self) -> Vec<ConceptCurves> {
+        let c = self.concepts.len();
+        let n = self.len();
+        (0..c)
+            .map(|j| {
+                let column: Vec<f32> = (0..n).map(|i| self.scores[i * c + j]).collect();
+                let labels: Vec<bool> = (0..n).map(|i| self.truth[i * c + j]).collect();
+                ConceptCurves {
+                    concept: self.concepts[j].clone(),
+                    pr: pr_curve(&column, &labels),
+                    roc: roc_curve(&column, &labels),
+                }
+            })
+            .collect()
+    }
+
+    /// The wrongly predicted images, most confident first (ties: the earlier image
+    /// first), at most `limit` of them. See [`ConfidentError::confidence`].
+    pub fn confident_errors(&self, limit: usize) -> Vec<ConfidentError> {
+        let c = self.concepts.len();
+        let mut errors = Vec::new();
+        for i in 0..self.len() {
+            let row = &self.scores[i * c..(i + 1) * c];
+            let truth_row = &self.truth[i * c..(i + 1) * c];
+            let truth: Vec<usize> = (0..c).filter(|&j| truth_row[j]).collect();
+            if self.multi_label {
+                let predicted: Vec<usize> = (0..c).filter(|&j| row[j] > 0.5).collect();
+                let worst = (0..c)
+                    .filter(|&j| (row[j] > 0.5) != truth_row[j])
+                    .map(|j| (row[j] as f64 - if truth_row[j] { 1.0 } else { 0.0 }).abs())
+                    .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+                if let Some(confidence) = worst {
+                    errors.push(ConfidentError {
+                        index: i,
+                        truth,
+                        predicted,
+                        confidence,
+                    });
+                }
+            } else {
+                let top = ranking(row)[0];
+                if top != self.single[i] {
+                    errors.push(ConfidentError {
+                        index: i,
+                        truth,
+                        predicted: vec![top],
+                        confidence: row[top] as f64,
+                    });
+                }
+            }
+        }
+        errors.sort_by(|a, b| {
+            b.confidence
+                .total_cmp(&a.confidence)
+                .then(a.index.cmp(&b.index))
+        });
+        errors.truncate(limit);
+        errors
     }
 }
 
@@ -301,18 +488,13 @@ pub fn roc_auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
     Some((rank_sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg as f64))
 }
 
-/// Average precision: Σ (Rₙ − Rₙ₋₁) Pₙ over distinct score thresholds, highest
-/// first (scikit-learn's `average_precision_score`). `None` without positives.
-pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
-    let n_pos = labels.iter().filter(|&&l| l).count();
-    if n_pos == 0 {
-        return None;
-    }
+/// `(threshold, tp, fp)` at each distinct score, highest first: the counts of
+/// positives and negatives scored at or above it (scikit-learn's `_binary_clf_curve`).
+fn threshold_counts(scores: &[f32], labels: &[bool]) -> Vec<(f32, usize, usize)> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let (mut tp, mut fp) = (0usize, 0usize);
-    let mut ap = 0.0;
-    let mut last_recall = 0.0;
+    let mut out = Vec::new();
     let mut i = 0;
     while i < order.len() {
         let threshold = scores[order[i]];
@@ -324,10 +506,134 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
             }
             i += 1;
         }
-        let recall = tp as f64 / n_pos as f64;
-        let precision = tp as f64 / (tp + fp) as f64;
-        ap += (recall - last_recall) * precision;
-        last_recall = recall;
+        out.push((threshold, tp, fp));
+    }
+    out
+}
+
+/// Average precision: Σ (Rₙ − Rₙ₋₁) Pₙ over distinct score thresholds, highest
+/// first (scikit-learn's `average_precision_score`). `None` without positives.
+pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
+    let curve = pr_curve(scores, labels)?;
+    let mut last_recall = 0.0;
+    let mut ap = 0.0;
+    for p in curve {
+        ap += (p.recall - last_recall) * p.precision;
+        last_recall = p.recall;
     }
     Some(ap)
+}
+
+/// The precision-recall curve: one point per distinct score, highest threshold first
+/// (scikit-learn's `precision_recall_curve` reversed, without its final
+/// `(precision 1, recall 0)` point). `None` without positives.
+pub fn pr_curve(scores: &[f32], labels: &[bool]) -> Option<Vec<PrPoint>> {
+    let n_pos = labels.iter().filter(|&&l| l).count();
+    if n_pos == 0 {
+        return None;
+    }
+    Some(
+        threshold_counts(scores, labels)
+            .into_iter()
+            .map(|(threshold, tp, fp)| PrPoint {
+                threshold,
+                precision: tp as f64 / (tp + fp) as f64,
+                recall: tp as f64 / n_pos as f64,
+            })
+            .collect(),
+    )
+}
+
+/// The ROC curve: `(0, 0)` at threshold `+∞`, then one point per distinct score,
+/// highest first (scikit-learn's `roc_curve` with `drop_intermediate=False`).
+/// `None` unless both classes occur.
+pub fn roc_curve(scores: &[f32], labels: &[bool]) -> Option<Vec<RocPoint>> {
+    let n_pos = labels.iter().filter(|&&l| l).count();
+    let n_neg = labels.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return None;
+    }
+    let start = RocPoint {
+        threshold: f32::INFINITY,
+        fpr: 0.0,
+        tpr: 0.0,
+    };
+    Some(
+        std::iter::once(start)
+            .chain(
+                threshold_counts(scores, labels)
+                    .into_iter()
+                    .map(|(threshold, tp, fp)| RocPoint {
+                        threshold,
+                        fpr: fp as f64 / n_neg as f64,
+                        tpr: tp as f64 / n_pos as f64,
+                    }),
+            )
+            .collect(),
+    )
+}
+
+/// The threshold of the precision-recall curve with the highest F1 (the highest such
+/// threshold on ties). `None` without positives.
+pub fn best_f1_threshold(scores: &[f32], labels: &[bool]) -> Option<F1Threshold> {
+    let mut best: Option<F1Threshold> = None;
+    for p in pr_curve(scores, labels)? {
+        let f1 = if p.precision + p.recall > 0.0 {
+            2.0 * p.precision * p.recall / (p.precision + p.recall)
+        } else {
+            0.0
+        };
+        if best.is_none_or(|b| f1 > b.f1) {
+            best = Some(F1Threshold {
+                threshold: p.threshold,
+                precision: p.precision,
+                recall: p.recall,
+                f1,
+            });
+        }
+    }
+    best
+}
+
+/// A reliability diagram of `probabilities` against `outcomes` in `bins` equal-width
+/// bins of [0, 1]: a probability on an edge belongs to the lower bin, as in
+/// scikit-learn's `calibration_curve` (uniform strategy); values outside [0, 1] go
+/// to the end bins. Empty bins are left out.
+pub fn calibration(probabilities: &[f32], outcomes: &[bool], bins: usize) -> Calibration {
+    let bins = bins.max(1);
+    // numpy's linspace(0, 1, bins + 1): k · (1 / bins).
+    let step = 1.0 / bins as f64;
+    let edge = |k: usize| if k == bins { 1.0 } else { k as f64 * step };
+    let mut count = vec![0u64; bins];
+    let mut sum = vec![0f64; bins];
+    let mut positive = vec![0u64; bins];
+    for (&p, &o) in probabilities.iter().zip(outcomes) {
+        let p = p as f64;
+        let b = (1..bins).filter(|&k| edge(k) < p).count();
+        count[b] += 1;
+        sum[b] += p;
+        positive[b] += o as u64;
+    }
+    let total: u64 = count.iter().sum();
+    let mut out = Vec::new();
+    let mut ece = 0.0;
+    for b in 0..bins {
+        if count[b] == 0 {
+            continue;
+        }
+        let mean_probability = sum[b] / count[b] as f64;
+        let fraction_positive = positive[b] as f64 / count[b] as f64;
+        ece += count[b] as f64 / total as f64 * (fraction_positive - mean_probability).abs();
+        out.push(CalibrationBin {
+            lower: edge(b),
+            upper: edge(b + 1),
+            count: count[b],
+            mean_probability,
+            fraction_positive,
+        });
+    }
+    Calibration {
+        bins: out,
+        expected_calibration_error: ece,
+    }
 }

@@ -134,7 +134,8 @@ pub fn check_labels(
     Ok(())
 }
 
-/// Converts a loaded batch into the trainer's batch.
+/// Converts a loaded batch into the trainer's batch (without paths: the loaded batch
+/// has only dataset indices).
 pub fn to_batch(b: LoadedBatch, multi_label: bool, device: &Device) -> Result<Batch, TrainError> {
     let labels = if multi_label {
         BatchLabels::MultiHot(b.targets.flatten_all()?.to_vec1::<f32>()?)
@@ -150,6 +151,7 @@ pub fn to_batch(b: LoadedBatch, multi_label: bool, device: &Device) -> Result<Ba
         input: Input::Images(b.images.to_device(device)?),
         targets: b.targets.to_device(device)?,
         labels,
+        paths: Vec::new(),
     })
 }
 
@@ -302,7 +304,12 @@ impl FolderSource {
         )
     }
 
-    fn batches<'a>(&'a self, loader: Loader, multi_label: bool) -> Batches<'a> {
+    fn batches<'a>(
+        &'a self,
+        dataset: &'a Dataset,
+        loader: Loader,
+        multi_label: bool,
+    ) -> Batches<'a> {
         Box::new(loader.map(move |b| {
             let b = b.map_err(data_err)?;
             if !b.skipped.is_empty() {
@@ -316,7 +323,14 @@ impl FolderSource {
                     }
                 }
             }
-            to_batch(b, multi_label, &self.device)
+            let paths = b
+                .indices
+                .iter()
+                .map(|&i| dataset.items[i].path().to_path_buf())
+                .collect();
+            let mut batch = to_batch(b, multi_label, &self.device)?;
+            batch.paths = paths;
+            Ok(batch)
         }))
     }
 }
@@ -330,7 +344,7 @@ impl BatchSource for FolderSource {
             self.items_per_epoch,
             true,
         );
-        Ok(self.batches(loader, self.multi_label))
+        Ok(self.batches(&self.train, loader, self.multi_label))
     }
 
     fn train_steps(&self) -> usize {
@@ -351,6 +365,6 @@ impl BatchSource for FolderSource {
     fn validation(&self) -> Option<Result<Batches<'_>, TrainError>> {
         let val = self.val.as_ref()?;
         let loader = self.loader(val, &self.eval_pipeline, 0, val.items.len(), false);
-        Some(Ok(self.batches(loader, self.multi_label)))
+        Some(Ok(self.batches(val, loader, self.multi_label)))
     }
 }

@@ -60,6 +60,8 @@ impl Set {
             input: Input::Embeddings(self.embeddings.index_select(&idx, 0)?),
             targets,
             labels,
+            // Training batches only: nothing asks the cache for per-image results.
+            paths: Vec::new(),
         }))
     }
 }

@@ -15,7 +15,9 @@ use crate::data::{check_labels, eval_pipeline, normalize, open_datasets, FolderS
 use crate::outputs::ExistingRun;
 use crate::recipe::Recipe;
 use crate::run::{train_on, Progress, Resume, RunOptions, RunRecord, RunSummary, TrainData};
-use crate::trainer::{eval_embeddings, eval_head, validate, BatchSource};
+use crate::trainer::{
+    eval_embeddings, eval_head, validate, validate_images, BatchSource, Evaluation,
+};
 use crate::TrainError;
 
 /// Absolute, so `--resume` finds the images from any directory.
@@ -144,21 +146,7 @@ impl TrainedModel {
 
     /// Evaluates on a folder or manifest whose concepts are the model's.
     pub fn evaluate(&self, data: &Path, batch_size: usize) -> Result<EvalMetrics, TrainError> {
-        let concepts = vct_data::Concepts::new(self.record.concepts.clone())
-            .map_err(|e| TrainError::Component(e.to_string()))?;
-        let set = Dataset::open_with_concepts(data, &concepts)
-            .map_err(|e| TrainError::Component(e.to_string()))?;
-        let source = FolderSource::new(
-            set.clone(),
-            Some(set),
-            &self.record.preprocess,
-            batch_size,
-            0,
-            self.record.config.seed,
-            self.model.device().clone(),
-            Default::default(),
-            true,
-        )?;
+        let source = self.eval_source(self.open_data(data)?, batch_size)?;
         let batches = source
             .validation()
             .ok_or_else(|| TrainError::Component("no evaluation data".into()))??;
@@ -168,6 +156,55 @@ impl TrainedModel {
             self.record.flip_average_eval,
             &self.record.concepts,
             batches,
+        )
+    }
+
+    /// Opens a folder or manifest with the model's concepts.
+    pub fn open_data(&self, data: &Path) -> Result<Dataset, TrainError> {
+        let concepts = vct_data::Concepts::new(self.record.concepts.clone())
+            .map_err(|e| TrainError::Component(e.to_string()))?;
+        Dataset::open_with_concepts(data, &concepts)
+            .map_err(|e| TrainError::Component(e.to_string()))
+    }
+
+    /// The validation set of the run, opened again as training opened it (the same
+    /// folder, or the same seeded split); `None` for a run without one.
+    pub fn validation_set(&self) -> Result<Option<Dataset>, TrainError> {
+        let c = &self.record.config;
+        Ok(open_datasets(&c.data.train, &c.data.val, c.seed)?.1)
+    }
+
+    /// [`TrainedModel::evaluate`] on `set`, keeping every image's path and
+    /// probabilities.
+    pub fn evaluate_images(
+        &self,
+        set: Dataset,
+        batch_size: usize,
+    ) -> Result<Evaluation, TrainError> {
+        let source = self.eval_source(set, batch_size)?;
+        let batches = source
+            .validation()
+            .ok_or_else(|| TrainError::Component("no evaluation data".into()))??;
+        validate_images(
+            &self.model,
+            self.record.loss().without_smoothing(),
+            self.record.flip_average_eval,
+            &self.record.concepts,
+            batches,
+        )
+    }
+
+    fn eval_source(&self, set: Dataset, batch_size: usize) -> Result<FolderSource, TrainError> {
+        FolderSource::new(
+            set.clone(),
+            Some(set),
+            &self.record.preprocess,
+            batch_size,
+            0,
+            self.record.config.seed,
+            self.model.device().clone(),
+            Default::default(),
+            true,
         )
     }
 

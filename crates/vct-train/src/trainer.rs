@@ -7,6 +7,7 @@
 //! trainer keeps the state a checkpoint restores ([`TrainState`]: epoch, step, best
 //! epoch and its metrics, history).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,6 +61,9 @@ pub struct Batch {
     pub targets: Tensor,
     /// True labels for the metrics.
     pub labels: BatchLabels,
+    /// Each image's file (or in-memory name), in batch order, for per-image results;
+    /// empty when the source has no names for its images.
+    pub paths: Vec<std::path::PathBuf>,
 }
 
 /// True labels of a batch.
@@ -469,6 +473,57 @@ pub fn validate(
     concepts: &[String],
     batches: Batches<'_>,
 ) -> Result<EvalMetrics, TrainError> {
+    evaluate_batches(model, loss, flip_average, concepts, batches, None)
+}
+
+/// One evaluated image: its file, its true concepts and every concept's probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageResult {
+    /// The image file (or in-memory name; `#N` when the source names none).
+    pub path: PathBuf,
+    /// Its true concept indices.
+    pub labels: Vec<usize>,
+    /// The probability of each concept, in concept order.
+    pub probabilities: Vec<f32>,
+}
+
+/// The metrics of an evaluation with every image's result, in evaluation order.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// What [`validate`] returns.
+    pub metrics: EvalMetrics,
+    /// One result per image.
+    pub images: Vec<ImageResult>,
+}
+
+/// [`validate`], keeping each image's path and probabilities (for reports).
+pub fn validate_images(
+    model: &Classifier,
+    loss: Loss,
+    flip_average: bool,
+    concepts: &[String],
+    batches: Batches<'_>,
+) -> Result<Evaluation, TrainError> {
+    let mut images = Vec::new();
+    let metrics = evaluate_batches(
+        model,
+        loss,
+        flip_average,
+        concepts,
+        batches,
+        Some(&mut images),
+    )?;
+    Ok(Evaluation { metrics, images })
+}
+
+fn evaluate_batches(
+    model: &Classifier,
+    loss: Loss,
+    flip_average: bool,
+    concepts: &[String],
+    batches: Batches<'_>,
+    mut images: Option<&mut Vec<ImageResult>>,
+) -> Result<EvalMetrics, TrainError> {
     let mut acc: Option<MetricsAccumulator> = None;
     for batch in batches {
         let batch = batch?;
@@ -490,6 +545,32 @@ pub fn validate(
                 matches!(batch.labels, BatchLabels::MultiHot(_)),
             )
         });
+        if let Some(images) = images.as_deref_mut() {
+            let c = concepts.len().max(1);
+            for (i, row) in probs.chunks(c).enumerate() {
+                let labels = match &batch.labels {
+                    BatchLabels::Single(v) => v.get(i).copied().into_iter().collect(),
+                    BatchLabels::MultiHot(v) => v
+                        .get(i * c..(i + 1) * c)
+                        .unwrap_or_default()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &h)| h > 0.5)
+                        .map(|(j, _)| j)
+                        .collect(),
+                };
+                let path = batch
+                    .paths
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| PathBuf::from(format!("#{}", images.len())));
+                images.push(ImageResult {
+                    path,
+                    labels,
+                    probabilities: row.to_vec(),
+                });
+            }
+        }
         let labels = match &batch.labels {
             BatchLabels::Single(v) => Labels::Single(v),
             BatchLabels::MultiHot(v) => Labels::MultiHot(v),

@@ -154,6 +154,44 @@ fn inception_v2_end_to_end_and_softmax_sums_to_one() {
         (total - 1.0).abs() < 1e-4,
         "softmax probabilities sum to {total}"
     );
+
+    // Per-image results: every validation file once, with its folder's concept and
+    // the probabilities predict_one computes; the metrics are evaluate's.
+    let val = model
+        .validation_set()
+        .unwrap()
+        .expect("the run's val/ folder");
+    let e = model.evaluate_images(val, 3).unwrap();
+    assert_eq!(
+        e.metrics,
+        model.evaluate(&t.path().join("single/val"), 3).unwrap()
+    );
+    let mut paths: Vec<PathBuf> = e.images.iter().map(|i| i.path.clone()).collect();
+    paths.sort();
+    let mut files: Vec<PathBuf> = ["circle", "square", "stripes", "triangle"]
+        .iter()
+        .flat_map(|c| std::fs::read_dir(t.path().join("single/val").join(c)).unwrap())
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(paths, files);
+    for img in &e.images {
+        let folder = img.path.parent().unwrap().file_name().unwrap();
+        assert_eq!(
+            model.record.concepts[img.labels[0]],
+            folder.to_str().unwrap()
+        );
+        let one = model.predict_one(&img.path, 4, false).unwrap();
+        for (concept, prob) in one.concepts {
+            let j = model
+                .record
+                .concepts
+                .iter()
+                .position(|c| *c == concept)
+                .unwrap();
+            assert!((img.probabilities[j] - prob).abs() < 1e-5, "{img:?}");
+        }
+    }
 }
 
 #[test]
@@ -234,6 +272,20 @@ fn multi_label_reports_map() {
     assert!(text.contains("mAP"), "{text}");
     let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
     assert!(csv.starts_with("concept,tn,fp,fn,tp"), "{csv}");
+    // Per-image results keep every true concept of a row.
+    let model = TrainedModel::load(&out, &Device::Cpu).unwrap();
+    let val = model.validation_set().unwrap().unwrap();
+    let truth: Vec<Vec<usize>> = val.items.iter().map(|i| i.labels.clone()).collect();
+    let e = model.evaluate_images(val, 8).unwrap();
+    assert!(truth.iter().any(|t| t.len() > 1));
+    assert_eq!(
+        e.images
+            .iter()
+            .map(|i| i.labels.clone())
+            .collect::<Vec<_>>(),
+        truth
+    );
+    assert_eq!(e.metrics.mean_average_precision, m.mean_average_precision);
 }
 
 #[test]

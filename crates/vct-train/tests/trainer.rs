@@ -56,6 +56,7 @@ impl Halves {
             input: Input::Images(Tensor::from_vec(pixels, (count, 3, 32, 32), &dev)?),
             targets: Tensor::from_vec(targets, (count, 2), &dev)?,
             labels: BatchLabels::Single(labels),
+            paths: Vec::new(),
         })
     }
 }
