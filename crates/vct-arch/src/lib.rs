@@ -90,7 +90,7 @@ pub trait Head: Send + Sync + std::fmt::Debug {
     fn num_classes(&self) -> usize;
 }
 
-/// The README's example runs as a doctest.
-#[cfg(doctest)]
+/// The README's examples run as doctests (they use `Arch::preprocess`).
+#[cfg(all(doctest, feature = "preprocess"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
