@@ -19,6 +19,12 @@ pretrainedmodels safetensors numpy`. Two modes:
                                       "optimizer", "message_hub"} as mmengine saves
           bn_inception_py2_legacy.pth pretrainedmodels' bninception, legacy (non-zip)
                                       format, pickled as Python 2 does (see below)
+          photo.jpg                   a JPEG (--photo PATH copied, else a generated one)
+          photo_input.f32             torchvision's preprocessing of it, raw little-endian
+                                      float32 [1, 3, 224, 224]: PIL decode, Resize(256),
+                                      CenterCrop(224), ToTensor, Normalize(ImageNet)
+        and, in manifest.json under "photo", the logits of resnet50-tv.pth and
+        resnet50-timm.safetensors on that input with their top-5.
         Then: VCT_TORCH_FILES=OUT_DIR cargo test -p vct-arch --test torch_files -- --ignored
 
     python bench/torch_weights.py --fixtures crates/vct-arch/tests/fixtures/torch
@@ -220,7 +226,50 @@ def logits(model: torch.nn.Module, x: torch.Tensor) -> list:
         return model(x).flatten().tolist()
 
 
-def full(out: str) -> None:
+def write_photo(out: str, photo) -> str:
+    """photo.jpg in `out`: a copy of `photo`, or a generated 500x375 JPEG."""
+    import shutil
+
+    from PIL import Image
+
+    dst = os.path.join(out, "photo.jpg")
+    if photo:
+        with Image.open(photo) as im:
+            assert im.format == "JPEG", f"{photo}: not a JPEG"
+        shutil.copyfile(photo, dst)
+        return os.path.basename(photo)
+    # Smooth colour fields with a few hard-edged shapes, seeded: photo-like
+    # gradients plus edges, so resize and crop both matter.
+    g = np.random.default_rng(0)
+    y, x = np.mgrid[0:375, 0:500].astype(np.float64)
+    rgb = np.stack(
+        [128 + 100 * np.sin(x / 37 + c) * np.cos(y / 23 - c) for c in range(3)], axis=-1
+    )
+    for _ in range(12):
+        cx, cy, r = g.uniform(0, 500), g.uniform(0, 375), g.uniform(10, 80)
+        rgb[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = g.uniform(0, 255, 3)
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(dst, quality=90)
+    return "generated"
+
+
+def torchvision_input(path: str) -> torch.Tensor:
+    """torchvision's ImageNet evaluation preprocessing of an image file."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    tf = T.Compose(
+        [
+            T.Resize(256),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
+    with Image.open(path) as im:
+        return tf(im.convert("RGB")).unsqueeze(0)
+
+
+def full(out: str, photo=None) -> None:
     import safetensors.torch
     import timm
     import torchvision
@@ -312,6 +361,22 @@ def full(out: str) -> None:
     torch.save(ckpt, os.path.join(out, "mmpretrain_resnet50.pth"))
     entry("mmpretrain_resnet50.pth", "mmpretrain nested", "resnet50", mm, "nested under state_dict")
 
+    source = write_photo(out, photo)
+    px = torchvision_input(os.path.join(out, "photo.jpg"))
+    px.numpy().astype("<f4").tofile(os.path.join(out, "photo_input.f32"))
+    photo_logits = {}
+    for name, model in [("resnet50-tv.pth", r50), ("resnet50-timm.safetensors", tm)]:
+        lg = torch.tensor(logits(model, px))
+        top = torch.topk(lg, 6)
+        photo_logits[name] = {
+            "logits": lg.tolist(),
+            "top5": top.indices[:5].tolist(),
+            # How far apart the ranks are: a difference in the input smaller
+            # than these gaps cannot change the top-5.
+            "gaps": (top.values[:-1] - top.values[1:]).tolist(),
+        }
+        print(f"photo ({source}) through {name}: top-5 {top.indices[:5].tolist()}", flush=True)
+
     torch.manual_seed(8)
     bn = bninception()
     randomise_bn(bn, 9)
@@ -334,6 +399,13 @@ def full(out: str) -> None:
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "files": files,
+        "photo": {
+            "file": "photo.jpg",
+            "source": source,
+            "input": "photo_input.f32",
+            "preprocess": "PIL decode, Resize(256), CenterCrop(224), ToTensor, Normalize(ImageNet)",
+            "models": photo_logits,
+        },
     }
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f)
@@ -435,11 +507,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", help="output folder")
     p.add_argument("--fixtures", action="store_true", help="write the small committed fixtures instead")
+    p.add_argument("--photo", help="a JPEG to classify (default: a generated one)")
     a = p.parse_args()
     if a.fixtures:
         fixtures(a.out)
     else:
-        full(a.out)
+        full(a.out, a.photo)
 
 
 if __name__ == "__main__":

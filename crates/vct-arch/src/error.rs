@@ -52,6 +52,16 @@ pub enum ArchError {
         /// Missing / unexpected / mismatched keys, one per line.
         report: String,
     },
+    /// A tensor a `VarBuilder` could not provide as the model needs it.
+    #[error("cannot build {arch} from the VarBuilder: tensor `{key}` {problem}")]
+    VarBuilderTensor {
+        /// The model's architecture name.
+        arch: String,
+        /// The model's state-dict name of the tensor.
+        key: String,
+        /// What is wrong: missing, unreadable or mis-shaped, with the name looked up.
+        problem: String,
+    },
     /// Pretrained weights that could not be found anywhere.
     #[error("pretrained weights for {arch} not found; looked for:\n{looked}\n{hint}")]
     WeightsNotFound {
@@ -70,6 +80,17 @@ pub enum ArchError {
         /// Why it failed.
         reason: String,
     },
+}
+
+/// So that model code composes with candle code under `?` (and implements
+/// `candle_nn::ModuleT`): candle errors come back as they were, others wrapped.
+impl From<ArchError> for candle_core::Error {
+    fn from(e: ArchError) -> Self {
+        match e {
+            ArchError::Candle(e) => e,
+            other => candle_core::Error::wrap(other),
+        }
+    }
 }
 
 /// Result with [`ArchError`].

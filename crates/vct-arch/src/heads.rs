@@ -130,3 +130,17 @@ impl Head for NormEmbedHead {
         self.classes
     }
 }
+
+impl candle_nn::ModuleT for LinearHead {
+    /// Logits, as [`Head::forward`] (dropout only when `train`).
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(Head::forward(self, xs, train)?)
+    }
+}
+
+impl candle_nn::ModuleT for NormEmbedHead {
+    /// Logits, as [`Head::forward`].
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(Head::forward(self, xs, train)?)
+    }
+}

@@ -584,3 +584,10 @@ impl Backbone for Inception {
         layers::global_avg_pool(&self.features_traced(x, train, trace)?)
     }
 }
+
+impl candle_nn::ModuleT for Inception {
+    /// Embeddings `[N, out_dim]`, as [`Backbone::forward`].
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(Backbone::forward(self, xs, train)?)
+    }
+}

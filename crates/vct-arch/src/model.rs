@@ -8,7 +8,7 @@ use candle_nn::VarMap;
 use crate::error::{ArchError, Result};
 use crate::heads::{LinearHead, NormEmbedHead, NORM_EMBED_SCALE};
 use crate::inception::{Inception, InceptionConfig};
-use crate::params::{Entry, Group, ParamStore};
+use crate::params::{Entry, Group, ParamStore, Scope, TensorSource};
 use crate::resnet::{ResNet, ResNetConfig};
 use crate::{Backbone, Head};
 
@@ -152,6 +152,44 @@ impl Arch {
     }
 }
 
+#[cfg(feature = "preprocess")]
+impl Arch {
+    /// The evaluation preprocessing this architecture's pretrained weights
+    /// expect, for `vct_augment` to apply: `preprocess().load(path, &device)` is
+    /// the `[1, 3, 224, 224]` input of a photo.
+    ///
+    /// - ResNets / ResNeXts (torchvision's ImageNet weights): `Resize(256)`
+    ///   bilinear, `CenterCrop(224)`, RGB 0..1, ImageNet mean / std. timm's
+    ///   `resnet50.a1_in1k` was evaluated at `crop_pct` 0.95 bicubic: use
+    ///   `EvalPreprocess { resize: 235, filter: Filter::Bicubic, ..Arch::ResNet50.preprocess() }`.
+    /// - BN-Inception (`pretrainedmodels`' `TransformImage`, scale 0.875):
+    ///   `Resize(256)`, `CenterCrop(224)`, BGR, 0..255 minus `[104, 117, 128]`.
+    /// - Inception-v2 (no published weights vct loads; TF-slim's -1..1 scale at
+    ///   TF-slim's 0.875 central crop, applied as a 256 resize and 224 crop).
+    pub fn preprocess(self) -> vct_augment::EvalPreprocess {
+        vct_augment::EvalPreprocess {
+            normalize: augment_normalize(self.input_norm()),
+            ..vct_augment::EvalPreprocess::IMAGENET
+        }
+    }
+}
+
+/// [`InputNorm`] as vct-augment's [`vct_augment::Normalize`]. BGR is only
+/// `pretrainedmodels`' convention here (0..255, std 1), which `Bgr255` is.
+#[cfg(feature = "preprocess")]
+fn augment_normalize(n: InputNorm) -> vct_augment::Normalize {
+    use vct_augment::Normalize;
+    if n.bgr {
+        Normalize::Bgr255 { mean: n.mean }
+    } else {
+        // (p * scale - mean) / std == (p - mean / scale) / (std / scale).
+        Normalize::MeanStd {
+            mean: n.mean.map(|m| m / n.scale),
+            std: n.std.map(|d| d / n.scale),
+        }
+    }
+}
+
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -279,6 +317,32 @@ impl fmt::Debug for Classifier {
 impl Classifier {
     /// Builds a randomly initialised model (seeded by `config.seed`) on `device`.
     pub fn new(config: &ModelConfig, device: &Device) -> Result<Classifier> {
+        let store = ParamStore::new(config.seed, device);
+        let (bs, hs) = (store.scope(Group::Backbone), store.scope(Group::Head));
+        Self::build(config, store.clone(), &bs, &hs)
+    }
+
+    /// Builds the model with each tensor's value from `source` where it has one
+    /// (the seeded init elsewhere), on `device`: nothing is drawn at random for
+    /// a tensor the source provides. [`Classifier::load`] is this over a
+    /// `candle_nn::VarBuilder`.
+    pub fn from_source(
+        config: &ModelConfig,
+        device: &Device,
+        source: &dyn TensorSource,
+    ) -> Result<Classifier> {
+        let store = ParamStore::new(config.seed, device);
+        let bs = store.scope_from(Group::Backbone, source);
+        let hs = store.scope_from(Group::Head, source);
+        Self::build(config, store.clone(), &bs, &hs)
+    }
+
+    fn build(
+        config: &ModelConfig,
+        store: ParamStore,
+        bs: &Scope<'_>,
+        hs: &Scope<'_>,
+    ) -> Result<Classifier> {
         if config.num_classes == 0 {
             return Err(ArchError::InvalidConfig {
                 key: "num_classes".into(),
@@ -286,23 +350,20 @@ impl Classifier {
                 expected: "at least 1".into(),
             });
         }
-        let store = ParamStore::new(config.seed, device);
-        let bs = store.scope(Group::Backbone);
         let backbone: Box<dyn Backbone> = match config.arch.resnet_config() {
             Some(mut rc) => {
                 rc.drop_path_rate = config.drop_path_rate;
                 rc.zero_init_last_bn = config.zero_init_last_bn;
-                Box::new(ResNet::new(&bs, &rc)?)
+                Box::new(ResNet::new(bs, &rc)?)
             }
             None => {
                 let ic = match config.arch {
                     Arch::BnInception => InceptionConfig::bn_inception(),
                     _ => InceptionConfig::inception_v2(config.depth_multiplier),
                 };
-                Box::new(Inception::new(&bs, &ic)?)
+                Box::new(Inception::new(bs, &ic)?)
             }
         };
-        let hs = store.scope(Group::Head);
         let dim = backbone.out_dim();
         let head: Box<dyn Head> = match config.head {
             HeadKind::Linear => {
@@ -501,5 +562,12 @@ impl Classifier {
             .into_iter()
             .map(|e| (e.name, e.var.as_detached_tensor()))
             .collect()
+    }
+}
+
+impl candle_nn::ModuleT for Classifier {
+    /// Logits `[N, num_classes]`, as [`Classifier::forward`].
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(Classifier::forward(self, xs, train)?)
     }
 }

@@ -4,7 +4,10 @@
 //! a PyTorch checkpoint uses), in creation order, marked trainable (weights,
 //! biases, norm scales) or not (running statistics), and tagged backbone or
 //! head. Initial values come from an explicit seed, never from a global RNG,
-//! so the same seed builds the same model.
+//! so the same seed builds the same model — or, while a model is built from a
+//! checkpoint, from a [`TensorSource`] (a `candle_nn::VarBuilder`, see
+//! [`crate::Classifier::load`]): then a tensor the source provides is never drawn
+//! at random first.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -104,6 +107,10 @@ struct Inner {
     varmap: VarMap,
     entries: Mutex<Vec<Entry>>,
     rng: Mutex<Rng>,
+    /// Seeds of the stochastic layers: a stream of its own, so that they do not
+    /// depend on how many initial values were drawn before (none for tensors
+    /// read from a [`TensorSource`]).
+    mask_seeds: Mutex<Rng>,
     device: Device,
     mask_salt: Arc<AtomicU64>,
 }
@@ -140,6 +147,9 @@ impl MaskRng {
     }
 }
 
+/// Salt of the store's mask-seed stream (distinct from the initial values' stream).
+const MASK_STREAM: u64 = 0x6d61_736b_7365_6564; // "maskseed"
+
 /// Combines a seed and a salt into a new seed (one SplitMix64 round of each).
 fn mix(seed: u64, salt: u64) -> u64 {
     let mut r = Rng::new(seed ^ Rng::new(salt).next_u64());
@@ -175,6 +185,7 @@ impl ParamStore {
                 varmap: VarMap::new(),
                 entries: Mutex::new(Vec::new()),
                 rng: Mutex::new(Rng::new(seed)),
+                mask_seeds: Mutex::new(Rng::new(mix(seed, MASK_STREAM))),
                 device: device.clone(),
                 mask_salt: Arc::new(AtomicU64::new(0)),
             }),
@@ -196,12 +207,24 @@ impl ParamStore {
         lock(&self.inner.entries).clone()
     }
 
-    /// A root scope for `group`.
-    pub fn scope(&self, group: Group) -> Scope {
+    /// A root scope for `group`; its tensors are drawn from the seeded init.
+    pub fn scope(&self, group: Group) -> Scope<'static> {
         Scope {
             store: self.clone(),
             prefix: String::new(),
             group,
+            source: None,
+        }
+    }
+
+    /// A root scope for `group` whose tensors take their values from `source`
+    /// where it has them (the seeded init where it returns `None`).
+    pub fn scope_from<'a>(&self, group: Group, source: &'a dyn TensorSource) -> Scope<'a> {
+        Scope {
+            store: self.clone(),
+            prefix: String::new(),
+            group,
+            source: Some(source),
         }
     }
 
@@ -216,8 +239,16 @@ impl ParamStore {
     }
 
     /// The random stream of a new stochastic layer, tied to the store's mask salt.
+    /// Its seed comes from a stream of its own (a function of the store's seed and
+    /// the number of stochastic layers before it), so a model built from a
+    /// checkpoint draws the same masks as one initialised at random.
     pub fn mask_rng(&self) -> MaskRng {
-        MaskRng::new(self.next_seed(), self.inner.mask_salt.clone())
+        // The initial values' stream still advances by one, as when it seeded the
+        // masks, so a seed builds the same random weights as before the streams
+        // were split (tests pick inputs for those weights).
+        let _ = self.next_seed();
+        let seed = lock(&self.inner.mask_seeds).next_u64();
+        MaskRng::new(seed, self.inner.mask_salt.clone())
     }
 
     /// Restarts every stochastic layer's stream from (its seed, `salt`).
@@ -232,19 +263,38 @@ impl ParamStore {
         init: Init,
         trainable: bool,
         group: Group,
+        source: Option<&dyn TensorSource>,
     ) -> Result<Var> {
-        let n: usize = shape.iter().product();
-        let data = self.sample(init, n);
-        let t = Tensor::from_vec(data, shape, &self.inner.device)?.to_dtype(DType::F32)?;
-        let var = Var::from_tensor(&t)?;
+        if lock(&self.inner.entries).iter().any(|e| e.name == name) {
+            return Err(duplicate(name));
+        }
+        let given = match source {
+            Some(src) => src.tensor(&name, shape, group)?,
+            None => None,
+        };
+        let var = match given {
+            Some(t) => {
+                if t.dims() != shape {
+                    // A source's contract; checked so a faulty one cannot build a broken model.
+                    return Err(ArchError::InvalidConfig {
+                        key: name,
+                        value: format!("a source tensor of shape {:?}", t.dims()),
+                        expected: format!("shape {shape:?}"),
+                    });
+                }
+                let t = t.to_dtype(DType::F32)?.to_device(&self.inner.device)?;
+                Var::from_tensor(&t)?
+            }
+            None => {
+                let n: usize = shape.iter().product();
+                let data = self.sample(init, n);
+                Var::from_tensor(&Tensor::from_vec(data, shape, &self.inner.device)?)?
+            }
+        };
         {
             let mut entries = lock(&self.inner.entries);
             if entries.iter().any(|e| e.name == name) {
-                return Err(ArchError::InvalidConfig {
-                    key: name,
-                    value: "created twice".into(),
-                    expected: "unique parameter names".into(),
-                });
+                return Err(duplicate(name));
             }
             entries.push(Entry {
                 name: name.clone(),
@@ -258,21 +308,51 @@ impl ParamStore {
     }
 }
 
-/// A name prefix within a store, like `candle_nn::VarBuilder::pp`.
-#[derive(Debug, Clone)]
-pub struct Scope {
+fn duplicate(name: String) -> ArchError {
+    ArchError::InvalidConfig {
+        key: name,
+        value: "created twice".into(),
+        expected: "unique parameter names".into(),
+    }
+}
+
+/// Initial values by state-dict name, consulted while a model is built (e.g. a
+/// `candle_nn::VarBuilder` over a checkpoint, see [`crate::varbuilder::VarBuilderSource`]).
+pub trait TensorSource {
+    /// The value of tensor `name` (full state-dict name) of shape `shape` in
+    /// `group`: `Some` (exactly that shape), `None` to draw it from the seeded
+    /// init, or an error (naming the key) that stops the build.
+    fn tensor(&self, name: &str, shape: &[usize], group: Group) -> Result<Option<Tensor>>;
+}
+
+/// A name prefix within a store, like `candle_nn::VarBuilder::pp`, with the
+/// source (if any) its tensors are read from.
+#[derive(Clone)]
+pub struct Scope<'a> {
     store: ParamStore,
     prefix: String,
     group: Group,
+    source: Option<&'a dyn TensorSource>,
 }
 
-impl Scope {
+impl std::fmt::Debug for Scope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("prefix", &self.prefix)
+            .field("group", &self.group)
+            .field("from_source", &self.source.is_some())
+            .finish()
+    }
+}
+
+impl<'a> Scope<'a> {
     /// A sub-scope: `name` appended to the prefix with a dot.
-    pub fn pp(&self, name: impl AsRef<str>) -> Scope {
+    pub fn pp(&self, name: impl AsRef<str>) -> Scope<'a> {
         Scope {
             store: self.store.clone(),
             prefix: self.full(name.as_ref()),
             group: self.group,
+            source: self.source,
         }
     }
 
@@ -293,12 +373,12 @@ impl Scope {
     /// A trainable tensor.
     pub fn param(&self, name: &str, shape: &[usize], init: Init) -> Result<Var> {
         self.store
-            .create(self.full(name), shape, init, true, self.group)
+            .create(self.full(name), shape, init, true, self.group, self.source)
     }
 
     /// A non-trainable tensor (running statistics).
     pub fn buffer(&self, name: &str, shape: &[usize], init: Init) -> Result<Var> {
         self.store
-            .create(self.full(name), shape, init, false, self.group)
+            .create(self.full(name), shape, init, false, self.group, self.source)
     }
 }

@@ -302,3 +302,10 @@ impl Backbone for ResNet {
         layers::global_avg_pool(&self.features_traced(x, train, trace)?)
     }
 }
+
+impl candle_nn::ModuleT for ResNet {
+    /// Embeddings `[N, out_dim]`, as [`Backbone::forward`].
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(Backbone::forward(self, xs, train)?)
+    }
+}

@@ -157,7 +157,7 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>> {
 
 /// Equal shapes once size-1 dimensions are dropped: BN-Inception files converted
 /// from Caffe store norm tensors as `[1, C]` where PyTorch now uses `[C]`.
-fn same_but_unit_dims(a: &[usize], b: &[usize]) -> bool {
+pub(crate) fn same_but_unit_dims(a: &[usize], b: &[usize]) -> bool {
     let sq = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
     sq(a) == sq(b) && a.iter().product::<usize>() == b.iter().product::<usize>()
 }

@@ -369,3 +369,171 @@ fn torch_files_give_torchs_logits() {
         files.len()
     );
 }
+
+/// Top-`k` indices, largest first.
+#[cfg(feature = "preprocess")]
+fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    idx.truncate(k);
+    idx
+}
+
+#[cfg(feature = "preprocess")]
+#[test]
+#[ignore = "needs the files of `python bench/torch_weights.py DIR` in VCT_TORCH_FILES=DIR"]
+fn torch_files_top5_match_pytorch_through_a_varbuilder() {
+    // What a user of vct-arch alone does: a VarBuilder over torch-written files
+    // (torchvision's .pth through candle's reader, timm's safetensors mapped),
+    // Classifier::load, the architecture's preprocessing of a JPEG, top-5.
+    use vct_arch::candle_nn::VarBuilder;
+    let Some(dir) = std::env::var_os("VCT_TORCH_FILES").map(PathBuf::from) else {
+        eprintln!(
+            "VCT_TORCH_FILES is not set: skipping (run `python bench/torch_weights.py DIR` first)"
+        );
+        return;
+    };
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json"),
+    )
+    .unwrap();
+    let photo = &manifest["photo"];
+    assert!(
+        photo.is_object(),
+        "manifest.json has no photo: rerun bench/torch_weights.py"
+    );
+    let arch = Arch::ResNet50;
+    let photo_path = dir.join(photo["file"].as_str().unwrap());
+    let x = arch.preprocess().load(&photo_path, &Device::Cpu).unwrap();
+    assert_eq!(x.dims(), [1, 3, 224, 224]);
+    // Preprocessing mistakes, to show the comparison below would catch them:
+    // random-weight nets rank classes much alike for any input, so their top-5
+    // alone says little; their logits do.
+    use vct_arch::augment::{EvalPreprocess, Filter, Normalize};
+    let prep = |p: EvalPreprocess| p.load(&photo_path, &Device::Cpu).unwrap();
+    let base = arch.preprocess();
+    let wrong: Vec<(&str, Tensor)> = vec![
+        (
+            "resize 224 (no 256)",
+            prep(EvalPreprocess {
+                resize: 224,
+                ..base
+            }),
+        ),
+        ("bicubic resize", prep(base.with_filter(Filter::Bicubic))),
+        (
+            "BGR channel order",
+            x.index_select(&Tensor::new(&[2u32, 1, 0], &Device::Cpu).unwrap(), 1)
+                .unwrap(),
+        ),
+        (
+            "crop 1 px off centre",
+            prep(EvalPreprocess { crop: 226, ..base })
+                .narrow(2, 0, 224)
+                .unwrap()
+                .narrow(3, 0, 224)
+                .unwrap(),
+        ),
+        (
+            "0..1 without mean/std",
+            prep(EvalPreprocess {
+                normalize: Normalize::Unit,
+                ..base
+            }),
+        ),
+    ];
+    // Our decode + resize + crop + normalise against PIL + torchvision's.
+    let bytes = std::fs::read(dir.join(photo["input"].as_str().unwrap())).unwrap();
+    let torch_x: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let ours_x = values(&x);
+    let level = 1.0 / (255.0 * 0.224); // one 8-bit step, in the widest channel
+    let dx: Vec<f32> = ours_x
+        .iter()
+        .zip(&torch_x)
+        .map(|(a, b)| (a - b).abs())
+        .collect();
+    let max_dx = dx.iter().fold(0f32, |a, &b| a.max(b));
+    let mean_dx = dx.iter().sum::<f32>() / dx.len() as f32;
+    eprintln!(
+        "input vs torchvision ({}): max {:.2} levels, mean {:.3} levels, {:.1}% of values differ",
+        photo["source"].as_str().unwrap_or("?"),
+        max_dx / level,
+        mean_dx / level,
+        100.0 * dx.iter().filter(|&&d| d > 1e-6).count() as f64 / dx.len() as f64
+    );
+    let models = photo["models"].as_object().unwrap();
+    assert_eq!(models.len(), 2);
+    for (name, want) in models {
+        let path = dir.join(name);
+        let vb = if name.ends_with(".safetensors") {
+            // SAFETY: the test's input files are not modified while mapped.
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }
+        } else {
+            VarBuilder::from_pth(&path, DType::F32, &Device::Cpu)
+        }
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let t0 = std::time::Instant::now();
+        let model = Classifier::load(vb, &ModelConfig::new(arch, 1000))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let load = t0.elapsed();
+        let got = values(&model.forward(&x, false).unwrap());
+        let torch = common::floats(&want["logits"]);
+        let want_top: Vec<usize> = want["top5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(want_top, top_k(&torch, 5), "{name}: manifest inconsistent");
+        let max_abs = got
+            .iter()
+            .zip(&torch)
+            .fold(0f64, |a, (&p, &q)| a.max((p as f64 - q as f64).abs()));
+        let e = rel(&got, &torch);
+        let gaps: Vec<f64> = common::floats(&want["gaps"])
+            .iter()
+            .map(|&g| g as f64)
+            .collect();
+        eprintln!(
+            "{name:28} loaded in {load:.2?}: top-5 ours {:?} torch {want_top:?}; logits max abs diff {max_abs:.4} \
+             (rel {e:.2e} of max |logit|), smallest top-6 gap {:.3}",
+            top_k(&got, 5),
+            gaps.iter().cloned().fold(f64::INFINITY, f64::min)
+        );
+        // The model alone, on torch's own preprocessed input.
+        let tx = Tensor::from_vec(torch_x.clone(), (1, 3, 224, 224), &Device::Cpu).unwrap();
+        let e_model = rel(&values(&model.forward(&tx, false).unwrap()), &torch);
+        eprintln!("{name:28} on torchvision's input tensor: logits rel {e_model:.2e}");
+        assert!(
+            e_model <= 1e-5,
+            "{name}: logits rel err {e_model:.3e} on torch's input"
+        );
+        assert_eq!(
+            top_k(&got, 5),
+            want_top,
+            "{name}: top-5 differs from PyTorch's"
+        );
+        // JPEG decoders and resizers differ by a level here and there (above).
+        assert!(e <= 2e-3, "{name}: logits rel err {e:.3e}");
+        for (what, wx) in &wrong {
+            let w = values(&model.forward(wx, false).unwrap());
+            let ew = rel(&w, &torch);
+            eprintln!(
+                "{name:28}   with {what:22}: logits rel {ew:.2e} ({:.0}x ours), top-5 {}",
+                ew / e,
+                if top_k(&w, 5) == want_top {
+                    "still equal"
+                } else {
+                    "differs"
+                }
+            );
+            assert!(
+                ew >= 5.0 * e,
+                "{name}: {what} is not told apart ({ew:.2e} vs {e:.2e})"
+            );
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod decode;
 mod error;
 mod mix;
 mod normalize;
+mod preprocess;
 mod randaugment;
 mod transforms;
 
@@ -18,6 +19,7 @@ pub use error::AugmentError;
 pub use image::RgbImage;
 pub use mix::{Mixup, MixupMode};
 pub use normalize::{to_tensor, write_chw, Normalize, BGR_MEAN, IMAGENET_MEAN, IMAGENET_STD};
+pub use preprocess::EvalPreprocess;
 pub use randaugment::RandAugment;
 pub use transforms::{
     eval_resize_size, resized_crop, CenterCrop, Filter, FlipDirection, RandomCrop, RandomFlip,
