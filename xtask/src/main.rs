@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 mod bench_data;
+mod bench_frozen;
 mod bench_train;
 mod schemas;
 
@@ -45,6 +46,8 @@ enum BenchTarget {
     Train(bench_train::TrainArgs),
     /// Data pipeline images/s (decode, resize, crop, flip, normalise) vs torchvision.
     Data(bench_data::DataArgs),
+    /// Epoch time of a frozen backbone: head trained on cached embeddings vs on images.
+    Frozen(bench_frozen::FrozenArgs),
 }
 
 /// The repository root (xtask lives one level below it).
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => match args.target {
             BenchTarget::Train(a) => bench_train::run(a),
             BenchTarget::Data(a) => bench_data::run(a),
+            BenchTarget::Frozen(a) => bench_frozen::run(a),
         },
     })
 }
