@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 mod bench_data;
+mod bench_finetune;
 mod bench_train;
 mod schemas;
 
@@ -27,7 +28,8 @@ enum Command {
     User(vct_cli::Command),
     /// Write the JSON Schemas of every template into `schemas/` (or check them).
     Schemas(schemas::SchemasArgs),
-    /// Measure speed and peak memory (`train`: training and inference steps).
+    /// Measure speed and peak memory (`train`, `data`) and the gain of a pretrained start
+    /// (`finetune`).
     Bench(BenchArgs),
 }
 
@@ -45,6 +47,9 @@ enum BenchTarget {
     Train(bench_train::TrainArgs),
     /// Data pipeline images/s (decode, resize, crop, flip, normalise) vs torchvision.
     Data(bench_data::DataArgs),
+    /// Pretrain each backbone briefly with vct, then fine-tune the pretrained templates
+    /// from that file and from random weights: validation top-1 of both.
+    Finetune(bench_finetune::FinetuneArgs),
 }
 
 /// The repository root (xtask lives one level below it).
@@ -70,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => match args.target {
             BenchTarget::Train(a) => bench_train::run(a),
             BenchTarget::Data(a) => bench_data::run(a),
+            BenchTarget::Finetune(a) => bench_finetune::run(a),
         },
     })
 }
