@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_data;
 mod bench_frozen;
+mod bench_finetune;
 mod bench_train;
 mod schemas;
 
@@ -28,7 +29,8 @@ enum Command {
     User(vct_cli::Command),
     /// Write the JSON Schemas of every template into `schemas/` (or check them).
     Schemas(schemas::SchemasArgs),
-    /// Measure speed and peak memory (`train`: training and inference steps).
+    /// Measure speed and peak memory (`train`, `data`) and the gain of a pretrained start
+    /// (`finetune`).
     Bench(BenchArgs),
 }
 
@@ -48,6 +50,9 @@ enum BenchTarget {
     Data(bench_data::DataArgs),
     /// Epoch time of a frozen backbone: head trained on cached embeddings vs on images.
     Frozen(bench_frozen::FrozenArgs),
+    /// Pretrain each backbone briefly with vct, then fine-tune the pretrained templates
+    /// from that file and from random weights: validation top-1 of both.
+    Finetune(bench_finetune::FinetuneArgs),
 }
 
 /// The repository root (xtask lives one level below it).
@@ -74,6 +79,7 @@ fn main() -> std::process::ExitCode {
             BenchTarget::Train(a) => bench_train::run(a),
             BenchTarget::Data(a) => bench_data::run(a),
             BenchTarget::Frozen(a) => bench_frozen::run(a),
+            BenchTarget::Finetune(a) => bench_finetune::run(a),
         },
     })
 }

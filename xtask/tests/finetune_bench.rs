@@ -1,0 +1,162 @@
+//! `cargo xtask bench finetune`: the pretraining, the exported backbone file and the two
+//! fine-tuning runs, on generated images (CI) and on the real sets in ../shared/data.
+
+use std::path::Path;
+use std::process::Command;
+
+use candle_core::Device;
+use vct_arch::{Arch, Classifier, LoadOptions, ModelConfig};
+
+fn xtask(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("xtask runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn shapes(dir: &Path, name: &str, seed: u64) -> String {
+    let root = dir.join(name);
+    let cfg = vct_data::demo::DemoConfig {
+        seed,
+        size: 40,
+        train_per_class: 4,
+        val_per_class: 2,
+    };
+    vct_data::demo::generate(&root, &cfg).unwrap();
+    root.to_str().unwrap().to_string()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn finetune_bench_pretrains_once_per_arch_and_runs_both_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pre = shapes(tmp.path(), "pre", 1);
+    let data = shapes(tmp.path(), "ft", 2);
+    let work = tmp.path().join("work");
+    let json = tmp.path().join("result.json");
+    let (ok, stdout, err) = xtask(&[
+        "bench",
+        "finetune",
+        "--pretrain-data",
+        &pre,
+        "--data",
+        &data,
+        "--templates",
+        "Clarifai_InceptionBatchNorm,clarifai_inceptiontransferembednorm",
+        "--pretrain-size",
+        "32",
+        "--pretrain-epochs",
+        "1",
+        "--size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--work",
+        work.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{err}");
+    let v = read_json(&json);
+    // The two BN-Inception templates share one pretraining.
+    let pre = v["pretrain"].as_array().unwrap();
+    assert_eq!(pre.len(), 1, "{v}");
+    assert_eq!(pre[0]["arch"], "bninception");
+    assert_eq!(pre[0]["template"], "Clarifai_InceptionBatchNorm");
+    let rows = v["finetune"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["template"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Clarifai_InceptionBatchNorm",
+            "Clarifai_InceptionTransferEmbedNorm"
+        ]
+    );
+    for r in rows {
+        for k in ["pretrained_top1", "random_top1"] {
+            let t = r[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&t), "{r}");
+        }
+        let margin = r["pretrained_top1"].as_f64().unwrap() - r["random_top1"].as_f64().unwrap();
+        assert!(
+            (r["margin"].as_f64().unwrap() - margin).abs() < 1e-12,
+            "{r}"
+        );
+    }
+    assert!(stdout.contains("Clarifai_InceptionTransferEmbedNorm") && stdout.contains("margin"));
+
+    // The file holds the backbone alone, under the names the strict loader wants.
+    let file = work.join("bninception-pretrained.safetensors");
+    let tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    assert_eq!(
+        tensors.len() as u64,
+        pre[0]["tensors"].as_u64().unwrap(),
+        "{v}"
+    );
+    assert!(!tensors.keys().any(|k| k.starts_with("last_linear")));
+    let model = Classifier::new(&ModelConfig::new(Arch::BnInception, 5), &Device::Cpu).unwrap();
+    let report = model.load_weights(&file, LoadOptions::fine_tune()).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert!(!report.head_reinitialised.is_empty(), "{report}");
+    // The pretrained run really started from the file, the other from random weights.
+    let run = |name: &str| read_json(&work.join(name).join("run.json"));
+    let from_file = run("finetune-Clarifai_InceptionBatchNorm-pretrained");
+    let init = from_file["init"].as_str().unwrap();
+    assert!(
+        init.starts_with("pretrained") && init.contains("bninception-pretrained.safetensors"),
+        "{init}"
+    );
+    let random = run("finetune-Clarifai_InceptionBatchNorm-random");
+    assert!(random["init"].as_str().unwrap().starts_with("random"));
+    assert_eq!(from_file["config"]["hparams"], random["config"]["hparams"]);
+    assert_eq!(from_file["config"]["seed"], random["config"]["seed"]);
+}
+
+#[test]
+fn finetune_bench_refuses_a_template_without_a_pretrained_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shapes(tmp.path(), "d", 3);
+    let (ok, _, err) = xtask(&[
+        "bench",
+        "finetune",
+        "--pretrain-data",
+        &data,
+        "--data",
+        &data,
+        "--templates",
+        "Clarifai_InceptionV2",
+        "--work",
+        tmp.path().join("w").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("Clarifai_InceptionV2") && err.contains("starts from random weights"),
+        "{err}"
+    );
+    let (ok, _, err) = xtask(&[
+        "bench",
+        "finetune",
+        "--pretrain-data",
+        tmp.path().join("nowhere").to_str().unwrap(),
+        "--data",
+        &data,
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--pretrain-data") && err.contains("nowhere"),
+        "{err}"
+    );
+}
