@@ -76,6 +76,44 @@ pub fn write_chw(image: &RgbImage, norm: Normalize, out: &mut [f32]) -> Result<(
     Ok(())
 }
 
+/// Writes packed RGB8 `raw` (`width`×`height`) as normalised CHW `f32` into
+/// `out`, mirrored left-right when `flip_h` and top-bottom when `flip_v`: the
+/// crop's flip folded into the one pass that normalises it.
+pub(crate) fn write_chw_flipped(
+    raw: &[u8],
+    (width, height): (u32, u32),
+    norm: Normalize,
+    (flip_h, flip_v): (bool, bool),
+    out: &mut [f32],
+) -> Result<(), AugmentError> {
+    let (w, h) = (width as usize, height as usize);
+    let plane = w * h;
+    if out.len() != 3 * plane || raw.len() != 3 * plane {
+        return Err(crate::error::param(
+            "CHW buffer length",
+            (out.len(), raw.len()),
+            "3 * width * height",
+        ));
+    }
+    for (c, (src, scale, offset)) in norm.channels().into_iter().enumerate() {
+        let dst = &mut out[c * plane..(c + 1) * plane];
+        for (y, dst_row) in dst.chunks_exact_mut(w).enumerate() {
+            let sy = if flip_v { h - 1 - y } else { y };
+            let row = &raw[sy * w * 3..(sy + 1) * w * 3];
+            if flip_h {
+                for (d, px) in dst_row.iter_mut().zip(row.chunks_exact(3).rev()) {
+                    *d = f32::from(px[src]) * scale + offset;
+                }
+            } else {
+                for (d, px) in dst_row.iter_mut().zip(row.chunks_exact(3)) {
+                    *d = f32::from(px[src]) * scale + offset;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Stacks same-sized images into a normalised `[N, 3, H, W]` `f32` tensor.
 pub fn to_tensor(
     images: &[RgbImage],

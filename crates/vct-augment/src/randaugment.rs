@@ -7,7 +7,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::error::param;
-use crate::{AugmentError, ItemRng, Transform};
+use crate::{AugmentError, ItemRng, StepKind, Transform};
 
 /// timm's fill colour for pixels uncovered by geometric ops (ImageNet mean).
 const FILL: [u8; 3] = [124, 116, 104];
@@ -317,5 +317,9 @@ impl Transform for RandAugment {
             image = apply_op(op, image, mag, rng);
         }
         Ok(image)
+    }
+
+    fn kind(&self) -> StepKind {
+        StepKind::SizePreserving
     }
 }

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::param;
-use crate::{AugmentError, ItemRng, Transform};
+use crate::{AugmentError, ItemRng, StepKind, Transform};
 
 /// Resampling filter; both are antialiased when shrinking and run horizontal
 /// pass first, as Pillow does (tests compare with Pillow's output).
@@ -28,7 +28,7 @@ pub enum Filter {
 }
 
 impl Filter {
-    fn alg(self) -> ResizeAlg {
+    pub(crate) fn alg(self) -> ResizeAlg {
         match self {
             Filter::Bilinear => ResizeAlg::Convolution(FilterType::Bilinear),
             Filter::Bicubic => ResizeAlg::Convolution(FilterType::CatmullRom),
@@ -38,7 +38,7 @@ impl Filter {
 
 thread_local! {
     // The resizer keeps scratch buffers; one per thread avoids reallocating them.
-    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+    pub(crate) static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
 }
 
 /// One convolution pass of fast_image_resize: `img` to `out_w`×`out_h` where
@@ -213,6 +213,10 @@ impl Transform for Resize {
         }
         resize_image(&image, ow, oh, self.filter)
     }
+
+    fn kind(&self) -> StepKind {
+        StepKind::Resize(*self)
+    }
 }
 
 /// The shorter-side size of an evaluation resize for crop ratio `crop_ratio`:
@@ -229,7 +233,7 @@ pub fn eval_resize_size(size: u32, crop_ratio: f64) -> Result<u32, AugmentError>
 
 /// Copies the `w`×`h` window at (`left`, `top`), which may reach outside the
 /// image; outside pixels are black (torchvision pads with 0).
-fn crop_padded(img: &RgbImage, left: i64, top: i64, w: u32, h: u32) -> RgbImage {
+pub(crate) fn crop_padded(img: &RgbImage, left: i64, top: i64, w: u32, h: u32) -> RgbImage {
     let (iw, ih) = (i64::from(img.width()), i64::from(img.height()));
     if left >= 0
         && top >= 0
@@ -262,7 +266,7 @@ fn crop_padded(img: &RgbImage, left: i64, top: i64, w: u32, h: u32) -> RgbImage 
 
 /// Centre offset of a crop of `c` from `i` pixels, as torchvision (round half to
 /// even; symmetric zero padding when the image is smaller).
-fn center_offset(i: u32, c: u32) -> i64 {
+pub(crate) fn center_offset(i: u32, c: u32) -> i64 {
     if i >= c {
         (f64::from(i - c) / 2.0).round_ties_even() as i64
     } else {
@@ -296,6 +300,10 @@ impl Transform for CenterCrop {
         let top = center_offset(h, self.height);
         Ok(crop_padded(&image, left, top, self.width, self.height))
     }
+
+    fn kind(&self) -> StepKind {
+        StepKind::CenterCrop(*self)
+    }
 }
 
 /// Crops a uniformly placed `width`×`height` window (zero-padded, centred, along
@@ -318,7 +326,7 @@ impl RandomCrop {
     }
 }
 
-fn random_offset(i: u32, c: u32, rng: &mut ItemRng) -> i64 {
+pub(crate) fn random_offset(i: u32, c: u32, rng: &mut ItemRng) -> i64 {
     if i >= c {
         i64::from(rng.random_range(0..=i - c))
     } else {
@@ -333,6 +341,10 @@ impl Transform for RandomCrop {
         let top = random_offset(h, self.height, rng);
         let left = random_offset(w, self.width, rng);
         Ok(crop_padded(&image, left, top, self.width, self.height))
+    }
+
+    fn kind(&self) -> StepKind {
+        StepKind::RandomCrop(*self)
     }
 }
 
@@ -409,8 +421,9 @@ fn uniform(rng: &mut ItemRng, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * rng.random::<f64>()
 }
 
-impl Transform for RandomResizedCrop {
-    fn apply(&self, image: RgbImage, rng: &mut ItemRng) -> Result<RgbImage, AugmentError> {
+impl RandomResizedCrop {
+    /// Refuses empty or inverted ranges.
+    pub(crate) fn check(&self) -> Result<(), AugmentError> {
         if !(self.scale.0 > 0.0
             && self.scale.0 <= self.scale.1
             && self.ratio.0 > 0.0
@@ -422,9 +435,20 @@ impl Transform for RandomResizedCrop {
                 "0 < min <= max for both",
             ));
         }
+        Ok(())
+    }
+}
+
+impl Transform for RandomResizedCrop {
+    fn apply(&self, image: RgbImage, rng: &mut ItemRng) -> Result<RgbImage, AugmentError> {
+        self.check()?;
         let (w, h) = image.dimensions();
         let window = self.window(w, h, rng);
         resized_crop(&image, window, self.size, self.size, self.filter)
+    }
+
+    fn kind(&self) -> StepKind {
+        StepKind::RandomResizedCrop(*self)
     }
 }
 
@@ -470,8 +494,10 @@ impl RandomFlip {
     }
 }
 
-impl Transform for RandomFlip {
-    fn apply(&self, mut image: RgbImage, rng: &mut ItemRng) -> Result<RgbImage, AugmentError> {
+impl RandomFlip {
+    /// Draws whether this flip happens (always one draw, so later transforms
+    /// see the same stream either way).
+    pub(crate) fn draw(&self, rng: &mut ItemRng) -> Result<bool, AugmentError> {
         if !(0.0..=1.0).contains(&self.probability) {
             return Err(param(
                 "flip probability",
@@ -479,13 +505,22 @@ impl Transform for RandomFlip {
                 "a number in [0, 1]",
             ));
         }
-        // Always one draw, so later transforms see the same stream either way.
-        if rng.random::<f64>() < self.probability {
+        Ok(rng.random::<f64>() < self.probability)
+    }
+}
+
+impl Transform for RandomFlip {
+    fn apply(&self, mut image: RgbImage, rng: &mut ItemRng) -> Result<RgbImage, AugmentError> {
+        if self.draw(rng)? {
             match self.direction {
                 FlipDirection::Horizontal => image::imageops::flip_horizontal_in_place(&mut image),
                 FlipDirection::Vertical => image::imageops::flip_vertical_in_place(&mut image),
             }
         }
         Ok(image)
+    }
+
+    fn kind(&self) -> StepKind {
+        StepKind::Flip(*self)
     }
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
-use vct_augment::{decode_file, AugmentError, DecodeOptions, RgbImage, IMAGE_EXTENSIONS};
+use vct_augment::{
+    decode_file, AugmentError, DecodeOptions, ImageSource, RgbImage, IMAGE_EXTENSIONS,
+};
 
 use crate::error::{config, io};
 use crate::{Concepts, DataError};
@@ -44,6 +46,14 @@ impl Item {
         match &self.source {
             Source::File(p) => p,
             Source::Pixels { name, .. } => name,
+        }
+    }
+
+    /// Where [`vct_augment::Pipeline::load_into`] reads the image from.
+    pub fn image_source(&self) -> ImageSource<'_> {
+        match &self.source {
+            Source::File(p) => ImageSource::File(p),
+            Source::Pixels { image, .. } => ImageSource::Pixels(image),
         }
     }
 

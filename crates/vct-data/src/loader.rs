@@ -255,17 +255,22 @@ fn work(
         if stop.load(Ordering::Relaxed) || (cfg.drop_last && chunk.len() < cfg.batch_size) {
             return;
         }
-        let prepared: Vec<Prepared> = pool.install(|| {
-            chunk
-                .par_iter()
-                .map(|&(idx, key)| {
-                    let img = data.items[idx].load(&cfg.decode)?;
-                    let mut rng = item_rng(cfg.seed, cfg.epoch, key);
-                    pipeline.apply(img, &mut rng)
-                })
-                .collect()
-        });
-        let result = assemble(data, cfg, b, chunk, prepared, &pool);
+        let result = match pipeline.output_size() {
+            Some(size) => load_batch(data, pipeline, cfg, b, chunk, size, &pool),
+            None => {
+                let prepared: Vec<Prepared> = pool.install(|| {
+                    chunk
+                        .par_iter()
+                        .map(|&(idx, key)| {
+                            let img = data.items[idx].load(&cfg.decode)?;
+                            let mut rng = item_rng(cfg.seed, cfg.epoch, key);
+                            pipeline.apply(img, &mut rng)
+                        })
+                        .collect()
+                });
+                assemble(data, cfg, b, chunk, prepared, &pool)
+            }
+        };
         let failed = result.is_err();
         match result {
             Ok(None) => continue,
@@ -284,6 +289,84 @@ fn work(
     }
 }
 
+/// One batch of a pipeline with a fixed output size: each image is decoded,
+/// augmented and normalised by [`Pipeline::load_into`] straight into its slot
+/// of the batch buffer (per-thread scratch buffers, no image allocated per
+/// item); the slots of skipped images are then closed up. `None` when every
+/// image of the batch was skipped.
+fn load_batch(
+    data: &Dataset,
+    pipeline: &Pipeline,
+    cfg: &LoaderConfig,
+    batch_index: usize,
+    chunk: &[(usize, u64)],
+    (w, h): (u32, u32),
+    pool: &rayon::ThreadPool,
+) -> Result<Option<LoadedBatch>, DataError> {
+    let per = 3 * w as usize * h as usize;
+    let mut images = vec![0f32; per * chunk.len()];
+    let results: Vec<Result<(), AugmentError>> = pool.install(|| {
+        images
+            .par_chunks_mut(per)
+            .zip(chunk.par_iter())
+            .map(|(out, &(idx, key))| {
+                let mut rng = item_rng(cfg.seed, cfg.epoch, key);
+                let item = &data.items[idx];
+                pipeline.load_into(
+                    item.image_source(),
+                    &cfg.decode,
+                    &mut rng,
+                    cfg.normalize,
+                    out,
+                )
+            })
+            .collect()
+    });
+    let mut skipped = Vec::new();
+    let mut good = Vec::with_capacity(chunk.len());
+    for (slot, (&(idx, _), r)) in chunk.iter().zip(results).enumerate() {
+        match r {
+            Ok(()) => {
+                // Close up the slots of skipped images.
+                let to = good.len();
+                if to != slot {
+                    images.copy_within(slot * per..(slot + 1) * per, to * per);
+                }
+                good.push(idx);
+            }
+            Err(e) => skip_or_fail(data, cfg, idx, e, &mut skipped)?,
+        }
+    }
+    if good.is_empty() {
+        return Ok(None);
+    }
+    images.truncate(good.len() * per);
+    finish(data, cfg, batch_index, &good, images, (w, h), skipped).map(Some)
+}
+
+/// Records a skipped image under policy `skip`; any other error is returned.
+fn skip_or_fail(
+    data: &Dataset,
+    cfg: &LoaderConfig,
+    idx: usize,
+    e: AugmentError,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(), DataError> {
+    if cfg.policy == CorruptPolicy::Skip && is_data_error(&e) {
+        let path = data.items[idx].path().to_path_buf();
+        let reason = e.to_string();
+        eprintln!("vct-data: skipped {}: {reason}", path.display());
+        skipped.push(Skipped {
+            path,
+            reason,
+            kind: SkipKind::Unreadable,
+        });
+        Ok(())
+    } else {
+        Err(e.into())
+    }
+}
+
 /// Stacks one batch; `None` when every image of it was skipped.
 fn assemble(
     data: &Dataset,
@@ -298,17 +381,7 @@ fn assemble(
     for (&(idx, _), p) in chunk.iter().zip(prepared) {
         match p {
             Ok(v) => good.push((idx, v)),
-            Err(e) if cfg.policy == CorruptPolicy::Skip && is_data_error(&e) => {
-                let path = data.items[idx].path().to_path_buf();
-                let reason = e.to_string();
-                eprintln!("vct-data: skipped {}: {reason}", path.display());
-                skipped.push(Skipped {
-                    path,
-                    reason,
-                    kind: SkipKind::Unreadable,
-                });
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => skip_or_fail(data, cfg, idx, e, &mut skipped)?,
         }
     }
     let Some((_, first)) = good.first() else {
@@ -317,7 +390,6 @@ fn assemble(
     let (w, h) = first.dimensions();
     let per = 3 * w as usize * h as usize;
     let n = good.len();
-    let k = data.concepts.len();
     if let Some((idx, img)) = good.iter().find(|(_, img)| img.dimensions() != (w, h)) {
         // Position in the batch as loaded, before skipped images were removed.
         let index = chunk.iter().position(|c| c.0 == *idx).unwrap_or(0);
@@ -337,10 +409,27 @@ fn assemble(
             .zip(good.par_iter())
             .try_for_each(|(out, (_, img))| write_chw(img, cfg.normalize, out))
     })?;
+    let good: Vec<usize> = good.iter().map(|(idx, _)| *idx).collect();
+    finish(data, cfg, batch_index, &good, images, (w, h), skipped).map(Some)
+}
+
+/// Adds the targets, labels and Mixup/CutMix to `images` (`[n, 3, h, w]` of the
+/// dataset items `good`).
+fn finish(
+    data: &Dataset,
+    cfg: &LoaderConfig,
+    batch_index: usize,
+    good: &[usize],
+    mut images: Vec<f32>,
+    (w, h): (u32, u32),
+    skipped: Vec<Skipped>,
+) -> Result<LoadedBatch, DataError> {
+    let n = good.len();
+    let k = data.concepts.len();
     let mut targets = vec![0f32; n * k];
     let mut labels = Vec::with_capacity(n);
     let mut indices = Vec::with_capacity(n);
-    for (i, (idx, _)) in good.iter().enumerate() {
+    for (i, idx) in good.iter().enumerate() {
         let item = &data.items[*idx];
         for &l in &item.labels {
             targets[i * k + l] = 1.0;
@@ -357,13 +446,13 @@ fn assemble(
             &mut rng,
         )?;
     }
-    Ok(Some(LoadedBatch {
+    Ok(LoadedBatch {
         images: Tensor::from_vec(images, (n, 3, h as usize, w as usize), &Device::Cpu)?,
         targets: Tensor::from_vec(targets, (n, k), &Device::Cpu)?,
         labels,
         indices,
         skipped,
-    }))
+    })
 }
 
 /// True for errors of the image itself (skippable), false for configuration

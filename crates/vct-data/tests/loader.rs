@@ -228,3 +228,79 @@ fn epoch_orders_shuffle_cycle_and_balance() {
     }
     assert!(per.iter().all(|&c| (850..1150).contains(&c)), "{per:?}");
 }
+
+/// The loader's fused path (`Pipeline::load_into` into batch slots) gives, batch
+/// for batch, what decode → `Pipeline::apply` → `write_chw` gives for each item
+/// with its rng, on real photos; a truncated file is skipped and the slots
+/// after it close up.
+#[test]
+fn fused_batches_equal_decode_apply_write_chw_on_photos() {
+    use vct_augment::{decode_file, item_rng, write_chw, DecodeOptions, RandomCrop, Resize};
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vct-augment/tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    for (concept, files) in [
+        ("a", ["photos/ants_500x333.jpg", "photos/ants_375x500.jpg"]),
+        ("b", ["photos/gray_512x640.jpg", "progressive.jpg"]),
+    ] {
+        std::fs::create_dir(dir.path().join(concept)).unwrap();
+        for f in files {
+            let name = f.rsplit('/').next().unwrap();
+            std::fs::copy(fixtures.join(f), dir.path().join(concept).join(name)).unwrap();
+        }
+    }
+    // Header intact (the scan keeps it), scan data cut: fails at decode time.
+    let jpeg = std::fs::read(fixtures.join("photos/ants_500x333.jpg")).unwrap();
+    std::fs::write(dir.path().join("a/cut.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    let ds = Arc::new(Dataset::open(dir.path()).unwrap());
+    assert_eq!(ds.len(), 5);
+    let pipeline = Arc::new(
+        Pipeline::default()
+            .push(Resize::shorter_side(160))
+            .push(RandomCrop::new(128))
+            .push(RandomFlip::new(0.5, false)),
+    );
+    assert_eq!(pipeline.output_size(), Some((128, 128)));
+    let per = 3 * 128 * 128;
+    for epoch in 0..3 {
+        let cfg = LoaderConfig {
+            batch_size: 3,
+            seed: 5,
+            epoch,
+            items_per_epoch: 9,
+            threads: 2,
+            ..LoaderConfig::default()
+        };
+        let order = epoch_order(&ds, 9, 5, epoch, true, false);
+        let mut seen = 0;
+        let mut skipped = 0;
+        for (b, batch) in Loader::new(ds.clone(), pipeline.clone(), cfg).enumerate() {
+            let batch = batch.unwrap();
+            let got: Vec<f32> = batch.images.flatten_all().unwrap().to_vec1().unwrap();
+            let chunk = &order[b * 3..(b * 3 + 3).min(order.len())];
+            let good: Vec<_> = chunk
+                .iter()
+                .filter(|(idx, _)| !ds.items[*idx].path().ends_with("cut.jpg"))
+                .collect();
+            assert_eq!(batch.skipped.len(), chunk.len() - good.len());
+            skipped += batch.skipped.len();
+            assert_eq!(
+                batch.indices,
+                good.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+            );
+            for (slot, &&(idx, key)) in good.iter().enumerate() {
+                let img = decode_file(ds.items[idx].path(), &DecodeOptions::default()).unwrap();
+                let img = pipeline.apply(img, &mut item_rng(5, epoch, key)).unwrap();
+                let mut want = vec![0f32; per];
+                write_chw(&img, Normalize::ImageNet, &mut want).unwrap();
+                assert!(
+                    got[slot * per..(slot + 1) * per] == want[..],
+                    "epoch {epoch}, batch {b}, slot {slot}"
+                );
+            }
+            seen += good.len();
+        }
+        assert_eq!(seen + skipped, 9);
+        assert!(skipped > 0, "the cut file was never drawn");
+    }
+}

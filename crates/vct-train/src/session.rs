@@ -218,12 +218,20 @@ impl TrainedModel {
     ) -> Result<Prediction, TrainError> {
         let pipeline = eval_pipeline(&self.record.preprocess);
         let norm = normalize(self.record.preprocess.norm);
-        let img = vct_augment::decode_file(path, &DecodeOptions::default())
-            .map_err(|e| TrainError::Component(e.to_string()))?;
         let mut rng = vct_augment::item_rng(self.record.config.seed, 0, 0);
+        let source = vct_augment::ImageSource::File(path);
         let img = pipeline
-            .apply(img, &mut rng)
-            .map_err(|e| TrainError::Component(format!("{}: {e}", path.display())))?;
+            .load(source, &DecodeOptions::default(), &mut rng)
+            .map_err(|e| match e {
+                // Decoding errors name the file already.
+                vct_augment::AugmentError::Io { .. }
+                | vct_augment::AugmentError::EmptyFile { .. }
+                | vct_augment::AugmentError::Decode { .. }
+                | vct_augment::AugmentError::TooLarge { .. } => {
+                    TrainError::Component(e.to_string())
+                }
+                e => TrainError::Component(format!("{}: {e}", path.display())),
+            })?;
         let x = vct_augment::to_tensor(&[img], norm, self.model.device())
             .map_err(|e| TrainError::Component(e.to_string()))?;
         // One forward pass serves both the probabilities and the embedding.
