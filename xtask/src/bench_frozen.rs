@@ -117,7 +117,7 @@ pub fn run(args: FrozenArgs) -> anyhow::Result<ExitCode> {
             t.total,
             t.epochs
                 .iter()
-                .map(|s| format!("{s:.2}s"))
+                .map(|s| format!("{s:.3}s"))
                 .collect::<Vec<_>>()
                 .join(" ")
         );
@@ -126,7 +126,7 @@ pub fn run(args: FrozenArgs) -> anyhow::Result<ExitCode> {
     let (c, u) = (&timings[0], &timings[1]);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!(
-        "epoch: {:.2}s cached vs {:.2}s on images ({:.0}x); whole run {:.1}s vs {:.1}s ({:.1}x), \
+        "epoch: {:.3}s cached vs {:.3}s on images ({:.0}x); whole run {:.1}s vs {:.1}s ({:.1}x), \
          the cached run's extra time being the one pass that computes the embeddings",
         mean(&c.epochs),
         mean(&u.epochs),
