@@ -32,3 +32,8 @@ pub use params::{
 };
 pub use rules::{CrossRule, ParamSpec, Rule, Violation};
 pub use template::{Template, TemplateInfo};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

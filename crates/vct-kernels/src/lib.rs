@@ -37,3 +37,8 @@ pub use backend::{
     BackendGuard, FallbackCounts, KernelBackend,
 };
 pub use error::KernelError;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
