@@ -1,6 +1,7 @@
 //! Templates and their typed hyperparameters: defaults, ranges and steps defined
-//! once, validation that reports every violation, loading from JSON / YAML / TOML,
-//! and JSON Schemas generated from the same definitions.
+//! once, validation that reports every violation, loading from JSON / YAML / TOML
+//! (YAML and TOML behind the default-on cargo features `yaml` and `toml`), and JSON
+//! Schemas generated from the same definitions.
 //!
 //! No candle, no image code: external tools can depend on this crate cheaply.
 //!
