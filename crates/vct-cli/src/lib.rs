@@ -159,3 +159,8 @@ pub fn main() -> ExitCode {
         }
     })
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

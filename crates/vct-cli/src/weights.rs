@@ -16,6 +16,8 @@ pub struct WeightsArgs {
     #[arg(long, global = true)]
     offline: bool,
     /// Hub server or mirror (default: $HF_ENDPOINT, else https://huggingface.co).
+    // The doc line is the `--help` text, where `<...>` around the URL would show.
+    #[allow(rustdoc::bare_urls)]
     #[arg(long, global = true, value_name = "URL")]
     endpoint: Option<String>,
     #[command(subcommand)]

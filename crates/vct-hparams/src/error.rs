@@ -39,6 +39,16 @@ pub enum HparamsError {
         /// The file.
         path: PathBuf,
     },
+    /// A YAML or TOML file, in a build of this crate without that format's feature.
+    #[error("{path}: reading {format} needs vct-hparams' cargo feature `{feature}`, which this build leaves out")]
+    FormatNotBuilt {
+        /// The file.
+        path: PathBuf,
+        /// YAML or TOML.
+        format: &'static str,
+        /// The cargo feature to turn on.
+        feature: &'static str,
+    },
     /// No template was named, neither in the file nor by the caller.
     #[error("{origin}: no template given (add \"template\": \"<name>\" to the file or pass one explicitly)")]
     MissingTemplate {

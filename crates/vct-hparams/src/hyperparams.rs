@@ -279,7 +279,8 @@ impl HyperParams {
     }
 
     /// Sets one key from a `key=value` string as typed on a command line (the value
-    /// is read as YAML, so `64`, `0.5`, `true` and `horizontal` all work).
+    /// is read as a YAML scalar, so `64`, `0.5`, `true` and `horizontal` all work;
+    /// without the `yaml` feature as a JSON value, else as a string).
     pub fn with_override(&self, assignment: &str) -> Result<HyperParams, HparamsError> {
         let origin = format!("--set {assignment}");
         let Some((key, raw)) = assignment.split_once('=') else {
@@ -292,7 +293,7 @@ impl HyperParams {
                 }],
             });
         };
-        let value: Value = Format::Yaml.parse(raw, &origin)?;
+        let value = override_value(raw, &origin)?;
         let mut params = match self.params_value() {
             Value::Object(map) => map,
             _ => Map::new(),
@@ -340,7 +341,7 @@ impl HyperParams {
                 });
                 continue;
             };
-            match Format::Yaml.parse(raw, &format!("--set {assignment}")) {
+            match override_value(raw, &format!("--set {assignment}")) {
                 Ok(value) => {
                     params.insert(key.trim().to_string(), value);
                 }
@@ -411,7 +412,9 @@ impl HyperParams {
         let value = self.to_value();
         match format {
             Format::Json => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
-            Format::Yaml => serde_yaml::to_string(&value).unwrap_or_default(),
+            #[cfg(feature = "yaml")]
+            Format::Yaml => yaml_serde::to_string(&value).unwrap_or_default(),
+            #[cfg(feature = "toml")]
             Format::Toml => toml::to_string_pretty(&value).unwrap_or_default(),
         }
     }
@@ -585,14 +588,49 @@ fn normalise(value: Value) -> Value {
 }
 
 /// A text format for hyperparameter files.
+///
+/// YAML and TOML exist with the cargo features of the same names (both default);
+/// `non_exhaustive` so that a dependent crate's `match` still compiles when another
+/// crate in the build turns one on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     /// JSON.
     Json,
-    /// YAML.
+    /// YAML (`.yaml`, `.yml`).
+    #[cfg(feature = "yaml")]
     Yaml,
     /// TOML.
+    #[cfg(feature = "toml")]
     Toml,
+}
+
+/// The value of a `key=value` override: a YAML scalar with the `yaml` feature (what
+/// the command line has always accepted); without it a JSON value (`64`, `0.5`,
+/// `true`, `[1, 2]`), and any other text as a string (`horizontal`).
+#[cfg(feature = "yaml")]
+fn override_value(raw: &str, origin: &str) -> Result<Value, HparamsError> {
+    Format::Yaml.parse(raw, origin)
+}
+
+/// See the `yaml` version; never an error.
+#[cfg(not(feature = "yaml"))]
+fn override_value(raw: &str, _origin: &str) -> Result<Value, HparamsError> {
+    Ok(serde_json::from_str(raw.trim()).unwrap_or_else(|_| Value::String(raw.to_string())))
+}
+
+/// The cargo feature a format needs, for the error of a build without it.
+fn missing_feature(path: &Path, ext: &str) -> Option<HparamsError> {
+    let (format, feature) = match ext {
+        "yaml" | "yml" if cfg!(not(feature = "yaml")) => ("YAML", "yaml"),
+        "toml" if cfg!(not(feature = "toml")) => ("TOML", "toml"),
+        _ => return None,
+    };
+    Some(HparamsError::FormatNotBuilt {
+        path: path.to_path_buf(),
+        format,
+        feature,
+    })
 }
 
 impl Format {
@@ -604,19 +642,26 @@ impl Format {
             .map(|e| e.to_ascii_lowercase());
         match ext.as_deref() {
             Some("json") => Ok(Format::Json),
+            #[cfg(feature = "yaml")]
             Some("yaml") | Some("yml") => Ok(Format::Yaml),
+            #[cfg(feature = "toml")]
             Some("toml") => Ok(Format::Toml),
-            _ => Err(HparamsError::UnknownFormat {
-                path: path.to_path_buf(),
-            }),
+            other => Err(other
+                .and_then(|ext| missing_feature(path, ext))
+                .unwrap_or_else(|| HparamsError::UnknownFormat {
+                    path: path.to_path_buf(),
+                })),
         }
     }
 
-    /// Parses a name: `json`, `yaml` or `toml`.
+    /// Parses a name: `json`, `yaml` or `toml` (`None` also for a format this build
+    /// leaves out).
     pub fn from_name(name: &str) -> Option<Format> {
         match name.to_ascii_lowercase().as_str() {
             "json" => Some(Format::Json),
+            #[cfg(feature = "yaml")]
             "yaml" | "yml" => Some(Format::Yaml),
+            #[cfg(feature = "toml")]
             "toml" => Some(Format::Toml),
             _ => None,
         }
@@ -625,7 +670,9 @@ impl Format {
     fn name(self) -> &'static str {
         match self {
             Format::Json => "JSON",
+            #[cfg(feature = "yaml")]
             Format::Yaml => "YAML",
+            #[cfg(feature = "toml")]
             Format::Toml => "TOML",
         }
     }
@@ -639,7 +686,9 @@ impl Format {
         };
         match self {
             Format::Json => serde_json::from_str(text).map_err(|e| syntax(e.to_string())),
-            Format::Yaml => serde_yaml::from_str(text).map_err(|e| syntax(e.to_string())),
+            #[cfg(feature = "yaml")]
+            Format::Yaml => yaml_serde::from_str(text).map_err(|e| syntax(e.to_string())),
+            #[cfg(feature = "toml")]
             Format::Toml => toml::from_str(text).map_err(|e| syntax(e.to_string())),
         }
     }

@@ -1,6 +1,7 @@
 //! Templates and their typed hyperparameters: defaults, ranges and steps defined
-//! once, validation that reports every violation, loading from JSON / YAML / TOML,
-//! and JSON Schemas generated from the same definitions.
+//! once, validation that reports every violation, loading from JSON / YAML / TOML
+//! (YAML and TOML behind the default-on cargo features `yaml` and `toml`), and JSON
+//! Schemas generated from the same definitions.
 //!
 //! No candle, no image code: external tools can depend on this crate cheaply.
 //!
@@ -32,3 +33,8 @@ pub use params::{
 };
 pub use rules::{CrossRule, ParamSpec, Rule, Violation};
 pub use template::{Template, TemplateInfo};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -227,6 +227,7 @@ fn messages_name_key_value_and_rule() {
     );
 }
 
+#[cfg(feature = "yaml")]
 #[test]
 fn all_violations_are_reported_at_once() {
     let text = r#"
@@ -358,6 +359,7 @@ fn min_lrate_above_lrate_is_refused_naming_both_keys_and_values() {
     assert_eq!(violations.len(), 1, "{err}");
 }
 
+#[cfg(feature = "yaml")]
 #[test]
 fn layered_reports_every_mistake_of_the_file_and_every_set() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! Every op here is a candle [`candle_core::CustomOp1`]/`2`/`3` with its own backward, so
 //! it composes with candle's autograd (`Tensor::backward`). The kernels work on `f32`
 //! NCHW tensors on the CPU and use rayon over planes or images. Each public function
-//! routes its input itself ([`backend`]): other devices and dtypes, and the `Candle`
+//! routes its input itself ([`backend`](mod@backend)): other devices and dtypes, and the `Candle`
 //! backend, get the same op built from stock candle ops, so callers never branch.
 //!
 //! ```
@@ -37,3 +37,8 @@ pub use backend::{
     BackendGuard, FallbackCounts, KernelBackend,
 };
 pub use error::KernelError;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

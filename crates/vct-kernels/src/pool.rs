@@ -6,7 +6,7 @@
 //! `torch.nn.functional.{max,avg}_pool2d` exactly, including ceil-mode windows that
 //! overhang the padded input (and inputs smaller than the window, which ceil mode
 //! allows), plus TensorFlow's "SAME" layout. The window arithmetic lives here once
-//! ([`Geometry`]) and serves the Rust kernels, oneDNN (explicit padding) and the stock
+//! (`Geometry`) and serves the Rust kernels, oneDNN (explicit padding) and the stock
 //! candle path alike.
 
 use crate::backend::{route, KernelBackend, OpKind, Route};

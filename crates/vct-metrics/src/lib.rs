@@ -637,3 +637,8 @@ pub fn calibration(probabilities: &[f32], outcomes: &[bool], bins: usize) -> Cal
         expected_calibration_error: ece,
     }
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

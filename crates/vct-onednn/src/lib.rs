@@ -386,3 +386,8 @@ pub fn pool2d_backward(
         Err(Error::NotBuilt)
     }
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

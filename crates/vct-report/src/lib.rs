@@ -224,3 +224,8 @@ pub fn render(input: &ReportInput, opts: &ReportOptions) -> Result<String, Repor
         .transpose()?;
     html::page(input, derived.as_ref(), opts)
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -20,3 +20,8 @@ pub mod trainer;
 pub mod weights;
 
 pub use error::TrainError;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

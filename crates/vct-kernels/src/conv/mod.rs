@@ -1,9 +1,9 @@
 //! 2-D convolution (grouped, strided, padded) with input and weight gradients.
 //!
-//! One candle op pair — [`Conv`] forward, `ConvBackward` for the gradients — computes on
-//! the backend chosen when the op is built: the Rust kernels ([`rust`]: im2col + GEMM,
+//! One candle op pair — `Conv` forward, `ConvBackward` for the gradients — computes on
+//! the backend chosen when the op is built: the Rust kernels (`rust`: im2col + GEMM,
 //! grouped convolutions as one pass of per-group GEMMs over one column buffer — small
-//! groups in [`small_gemm`]'s register-blocked loops — pointwise convolutions as plain
+//! groups in `small_gemm`'s register-blocked loops — pointwise convolutions as plain
 //! GEMMs on the input), or oneDNN, with the Rust kernel for shapes
 //! oneDNN declines. The input gradient is skipped when the input does not track gradients
 //! (the network's input image). Tensors that are not `f32` on the CPU, and the `Candle`
