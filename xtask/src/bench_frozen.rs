@@ -71,8 +71,7 @@ pub fn run(args: FrozenArgs) -> anyhow::Result<ExitCode> {
         sets.push("base_gradient_multiplier=0".into());
     }
     sets.extend(args.sets.iter().cloned());
-    let hparams = HyperParams::defaults(template)
-        .layered(None, &sets)?;
+    let hparams = HyperParams::defaults(template).layered(None, &sets)?;
     let config = RunConfig {
         hparams,
         seed: 0,

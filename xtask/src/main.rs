@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 mod bench_data;
-mod bench_frozen;
 mod bench_finetune;
+mod bench_frozen;
 mod bench_train;
 mod schemas;
 
