@@ -312,6 +312,7 @@ fn headless(page: &Path, fragment: &str, args: &[&str]) -> (String, String) {
 /// console output, no recorded error, and the parts the script builds are there.
 fn check_in_browser(report: &Path, multi: bool, shot: &Path) {
     let html = std::fs::read_to_string(report).unwrap();
+    let concepts = page_data(&html)["concepts"].as_array().unwrap().len();
     let (dom, log) = headless(report, "#check", &["--dump-dom"]);
     let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
     assert!(console.is_empty(), "console messages: {console:#?}");
@@ -326,11 +327,11 @@ fn check_in_browser(report: &Path, multi: bool, shot: &Path) {
     // Built by the script: the curve selector's options and both charts' SVGs.
     let select = &dom[dom.find("id=\"curve-concept\"").unwrap()..];
     let select = &select[..select.find("</select>").unwrap()];
-    assert_eq!(select.matches("<option").count(), 4, "{select}");
+    assert_eq!(select.matches("<option").count(), concepts, "{select}");
     for chart in ["pr-chart", "roc-chart"] {
         let at = dom.find(&format!("id=\"{chart}\"")).unwrap();
         let part = &dom[at..at + 4000.min(dom.len() - at)];
-        // PR needs a positive image; the demo concepts all have some.
+        // PR needs a positive image; every concept of these data sets has some.
         assert!(
             part.contains("<svg") && part.contains("class=\"line curve\""),
             "{chart}"
@@ -338,7 +339,7 @@ fn check_in_browser(report: &Path, multi: bool, shot: &Path) {
     }
     // Every heat-map order × scale (5 × 2, single-label), every concept's curves, and
     // every sortable column (clicked twice) were drawn.
-    let views = if multi { 0 } else { 10 } + 4 + html.matches("data-sort=").count();
+    let views = if multi { 0 } else { 10 } + concepts + html.matches("data-sort=").count();
     assert!(
         dom.contains(&format!("data-report-checked=\"{views}\"")),
         "self-check: expected {views} views"
@@ -348,8 +349,11 @@ fn check_in_browser(report: &Path, multi: bool, shot: &Path) {
         assert!(dom.contains("id=\"threshold-table\""));
         assert!(!dom.contains("id=\"confusion-canvas\""));
     } else {
-        // The heat map was drawn for the 4 concepts.
-        assert!(dom.contains("data-concepts=\"4\""), "heat map not drawn");
+        // The heat map was drawn for every concept.
+        assert!(
+            dom.contains(&format!("data-concepts=\"{concepts}\"")),
+            "heat map not drawn"
+        );
     }
     let shot_arg = format!("--screenshot={}", shot.display());
     let _ = std::fs::remove_file(shot);
@@ -461,4 +465,68 @@ print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Ta
             .collect::<Vec<_>>()
     );
     assert_eq!(got["train/lr"].as_array().unwrap().len(), 6);
+}
+
+/// Real photos: `train` on `../shared/data/hymenoptera_data` (ants vs bees, 244 + 153
+/// JPEGs of many sizes) writes a report whose thumbnails are those photos and which
+/// renders in Chromium, and TensorBoard files with every step's loss.
+#[test]
+#[ignore = "needs ../shared/data and Chromium (.ci/run installs it)"]
+fn shared_data_report_and_tensorboard_of_hymenoptera() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/hymenoptera_data");
+    assert!(data.is_dir(), "{} is missing", data.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    vct(
+        tmp.path(),
+        &[
+            "train",
+            "--template",
+            "Clarifai_InceptionV2",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "image_size=48",
+            "--set",
+            "batch_size=32",
+            "--set",
+            "num_epochs=1",
+            "--set",
+            "logreg=0",
+            "--plain",
+        ],
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let page = page_data(&html);
+    assert_eq!(page["concepts"], serde_json::json!(["ants", "bees"]));
+    let metrics = json(&out.join("metrics.json"));
+    assert_eq!(page["confusion"], metrics["confusion"]);
+    let support: u64 = metrics["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(
+        support, 153,
+        "every validation photo is in the confusion matrix"
+    );
+    assert!(html.contains("data:image/jpeg;base64,"), "thumbnails");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::copy(
+        out.join("report.html"),
+        shots.join("report-hymenoptera.html"),
+    )
+    .unwrap();
+    check_in_browser(
+        &out.join("report.html"),
+        false,
+        &shots.join("report-hymenoptera.png"),
+    );
+    let (steps, _) = logged(&out);
+    let loss = series(&tensorboard_scalars(&out.join("tensorboard")), "train/loss");
+    assert_eq!(loss.len(), steps.len());
+    assert_eq!(steps.len(), 244_usize.div_ceil(32));
 }
