@@ -9,18 +9,48 @@ use candle_core::{Device, D};
 use vct::arch::{Arch, Classifier, ModelConfig};
 
 /// Builds example `name` with the cargo running the tests, in the same target
-/// folder and profile (quick when `cargo test` has built the examples already),
-/// and returns its path.
+/// folder and profile, and returns its path. `--workspace` resolves features as
+/// `cargo test --workspace` did, so the examples and libraries it built are reused;
+/// a build of the root package alone would compile the dependencies again with its
+/// own feature set (minutes on a fresh clone).
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // <target>/<profile dir>/deps/<this test>
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     let target = profile_dir.parent().unwrap();
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "--example", name, "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target);
+    // Without what cargo sets for a test process (package name, manifest dir, ...):
+    // build scripts that watch such variables would otherwise rerun, and the outer
+    // `cargo test` would then rebuild their crates again.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&k.as_ref())
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--example",
+        name,
+        "--manifest-path",
+    ])
+    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(target);
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => {}
         Some("release") => {
