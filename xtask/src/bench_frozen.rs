@@ -90,16 +90,12 @@ pub fn run(args: FrozenArgs) -> anyhow::Result<ExitCode> {
         early_stopping: None,
         vct_version: vct_train::run::VERSION.into(),
     };
-    // The temporary folder (when not --keep) lives until the end of the function.
-    let tmp = match &args.keep {
-        Some(_) => None,
-        None => Some(tempfile::tempdir().context("creating a temporary folder")?),
-    };
-    let root = match (&args.keep, &tmp) {
-        (Some(p), _) => p.clone(),
-        (None, Some(t)) => t.path().to_path_buf(),
-        (None, None) => unreachable!("a temporary folder exists without --keep"),
-    };
+    // Lives until the end of the function; unused with --keep.
+    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
+    let root = args
+        .keep
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     println!(
         "{template} on {}, {} epochs, frozen backbone, {} threads",
         data.display(),
@@ -123,7 +119,8 @@ pub fn run(args: FrozenArgs) -> anyhow::Result<ExitCode> {
         timings.push(t);
     }
     let (c, u) = (&timings[0], &timings[1]);
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    // Floored at 1 µs: a cached epoch of a tiny set can round to zero.
+    let mean = |v: &[f64]| (v.iter().sum::<f64>() / v.len().max(1) as f64).max(1e-6);
     println!(
         "epoch: {:.3}s cached vs {:.3}s on images ({:.0}x); whole run {:.1}s vs {:.1}s ({:.1}x), \
          the cached run's extra time being the one pass that computes the embeddings",
