@@ -120,6 +120,7 @@ fn pretrained_templates_download_on_first_use_then_reuse_the_cache() {
                 connections,
                 "{template}: offline connected"
             );
+            std::fs::remove_dir_all(&out).unwrap();
             continue;
         }
         assert!(
@@ -149,6 +150,9 @@ fn pretrained_templates_download_on_first_use_then_reuse_the_cache() {
             init.starts_with("pretrained") && init.contains("downloaded"),
             "{init}"
         );
+        // Each run holds three copies of a ResNet-50-sized model (~100 MB each): remove
+        // it once checked, so the test needs one run's disk space, not eight.
+        std::fs::remove_dir_all(&out).unwrap();
 
         // The second run reuses the cache: no new download.
         let again = tmp.path().join(format!("again-{i}"));
@@ -167,5 +171,6 @@ fn pretrained_templates_download_on_first_use_then_reuse_the_cache() {
             "{}",
             run["init"]
         );
+        std::fs::remove_dir_all(&again).unwrap();
     }
 }
