@@ -153,7 +153,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                     .args(["--mode", mode_name(first.train)])
                     .args(["--steps", &args.steps.to_string()])
                     .args(["--classes", &args.classes.to_string()])
-                    .args(["--threads", &threads.to_string()]);
+                    .args(["--threads", &threads.to_string()])
+                    .args(args.profile.then_some("--profile"));
                 let row = run_row(cmd, first, "pytorch");
                 failed += usize::from(row.is_none());
                 if let Some(r) = &row {
