@@ -34,8 +34,9 @@ What "the same recipe" means here (vct-train's `recipe.rs` is the vct side):
   evaluation shorter-side resize + centre crop.
 
 Both sides: batch order shuffled per epoch from the seed, the last partial batch kept,
-ImageNet mean/std, one loader worker beside the training threads, `--threads`
-compute threads (RAYON_NUM_THREADS for vct, torch.set_num_threads for PyTorch).
+ImageNet mean/std, `--threads` compute threads (RAYON_NUM_THREADS for vct,
+torch.set_num_threads for PyTorch), and loading beside the training: vct's prefetching
+loader thread (decoding on as many threads as cores), one DataLoader worker in PyTorch.
 """
 import argparse
 import json
