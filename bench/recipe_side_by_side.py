@@ -24,10 +24,10 @@ What "the same recipe" means here (vct-train's `recipe.rs` is the vct side):
   `warmup_iters` steps from `warmup_ratio` then a per-step cosine to
   batch_size × per_item_min_lrate; sigmoid BCE on targets smoothed to
   y(1 − 0.1) + 0.1/K, summed and divided by the batch size (mmpretrain's
-  `LabelSmoothLoss(use_sigmoid=True)`); RandomResizedCrop(scale 0.08–1, bicubic),
+  `LabelSmoothLoss(use_sigmoid=True)`; with concepts_mutually_exclusive=true, softmax
+  cross-entropy with the same smoothing); RandomResizedCrop(scale 0.08–1, bicubic),
   horizontal flip 0.5; evaluation resize round(size / 0.95) bicubic, centre crop.
-- Clarifai_ResNext (and Clarifai_InceptionBatchNorm / Clarifai_InceptionV2 through
-  bench/torch_inception.py): torchvision's `resnext50_32x4d` init, SGD momentum 0.9,
+- Clarifai_ResNext: torchvision's `resnext50_32x4d` init, SGD momentum 0.9,
   weight decay 1e-4 on weights only, lr batch_size × per_item_lrate for init_epochs,
   then × 0.1 every step_epochs; softmax cross-entropy (logreg=0) or sigmoid BCE
   averaged over N·K (logreg=1); shorter-side resize (bilinear) + random crop, flip 0.5;
@@ -57,8 +57,7 @@ RSB_DEFAULTS = dict(image_size=224, batch_size=64, num_epochs=60, per_item_lrate
                     warmup_ratio=0.0001, flip_probability=0.5, concepts_mutually_exclusive=False)
 CLARIFAI_DEFAULTS = dict(logreg=1, image_size=256, batch_size=64, init_epochs=25, step_epochs=7,
                          num_epochs=65, per_item_lrate=7.8125e-05)
-ARCH = {"Clarifai_ResNext": "resnext50_32x4d", "Clarifai_InceptionBatchNorm": "bninception",
-        "Clarifai_InceptionV2": "inception_v2"}
+TEMPLATES = ("MMClassification_ResNet_50_RSB_A1", "Clarifai_ResNext")
 
 
 def parse_value(text):
@@ -71,6 +70,9 @@ def parse_value(text):
 
 
 def hparams(template, sets):
+    if template not in TEMPLATES:
+        raise SystemExit(f"--template {template}: this script has the PyTorch side of "
+                         f"{' and '.join(TEMPLATES)} only")
     base = dict(RSB_DEFAULTS if template == "MMClassification_ResNet_50_RSB_A1"
                 else CLARIFAI_DEFAULTS)
     for kv in sets:
@@ -118,8 +120,6 @@ def run_torch(args, hp, seed):
         eval_tf = T.Compose([T.Resize(int(size / 0.95 + 0.5), interpolation=IM.BICUBIC),
                              T.CenterCrop(size), T.ToTensor(), norm])
     else:
-        if ARCH[args.template] != "resnext50_32x4d":
-            raise SystemExit("the Inception templates normalise differently; only Clarifai_ResNext here")
         train_tf = T.Compose([T.Resize(size, interpolation=IM.BILINEAR), T.RandomCrop(size),
                               T.RandomHorizontalFlip(0.5), T.ToTensor(), norm])
         eval_tf = T.Compose([T.Resize(size, interpolation=IM.BILINEAR), T.CenterCrop(size),
@@ -139,7 +139,7 @@ def run_torch(args, hp, seed):
         model = timm.create_model("resnet50", num_classes=k, drop_path_rate=0.05,
                                   zero_init_last=True)
     else:
-        model = getattr(torchvision.models, ARCH[args.template])(num_classes=k)
+        model = torchvision.models.resnext50_32x4d(num_classes=k)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     lr = batch * hp["per_item_lrate"]
@@ -169,7 +169,9 @@ def run_torch(args, hp, seed):
 
     def loss_fn(logits, labels, train):
         if not multi_label:
-            return torch.nn.functional.cross_entropy(logits, labels)
+            # torch's label_smoothing is vct's y(1 - e) + e/K on the softmax targets.
+            return torch.nn.functional.cross_entropy(
+                logits, labels, label_smoothing=smoothing if train else 0.0)
         target = torch.nn.functional.one_hot(labels, k).float()
         if rsb:
             if train:
