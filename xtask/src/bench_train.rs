@@ -1,6 +1,6 @@
 //! `cargo xtask bench train`: training and inference images/s and peak memory of the
 //! architectures, stock candle ops vs the vct-kernels backends (Rust kernels, and oneDNN
-//! when xtask is built with `--features onednn`).
+//! where oneDNN 2.x is installed: it is loaded at run time).
 //!
 //! Each configuration (architecture × batch×size × backend × mode) runs in its own child
 //! process, so its peak resident memory (`VmHWM` in `/proc/self/status`) is its own.
@@ -35,7 +35,7 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', default_value = "16x64,8x224")]
     pub shape: Vec<String>,
     /// Backends (comma separated): `candle` (stock ops), `rust` (vct-kernels), `onednn`
-    /// (oneDNN through vct-kernels; needs xtask built with `--features onednn`).
+    /// (oneDNN through vct-kernels; needs oneDNN 2.x installed, e.g. Debian's `libdnnl2`).
     #[arg(long, value_delimiter = ',', default_value = "candle,rust")]
     pub backend: Vec<String>,
     /// What to time (comma separated): `train`, `infer`.

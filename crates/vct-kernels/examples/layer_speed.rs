@@ -1,9 +1,9 @@
 //! Minimum-of-N times of convolution forward and forward + backward on every distinct
 //! conv shape of ResNet-50 and ResNeXt-50 at 64×64, batch 16, for each backend this
-//! build has (stock candle, the Rust kernels, oneDNN with `--features onednn`), with the
+//! build has (stock candle, the Rust kernels, oneDNN where it is installed), with the
 //! achieved GFLOP/s: where the convolutions lose time, layer by layer.
 //!
-//! `cargo run --release -p vct-kernels [--features onednn] --example layer_speed [reps]
+//! `cargo run --release -p vct-kernels --example layer_speed [reps]
 //! [filter]` (only the layers whose name contains `filter`)
 
 use candle_core::{Device, Tensor, Var};

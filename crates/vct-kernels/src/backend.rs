@@ -10,12 +10,13 @@
 //! add-ReLU are Rust kernels under both.
 //!
 //! The process-wide default comes from `VCT_KERNEL_BACKEND` (`rust`, `candle` or
-//! `onednn`) and [`set_backend`]; without either it is `onednn` when the crate is built
-//! with the `onednn` feature and oneDNN works, else `rust`. [`with_backend`] overrides
-//! it on the current thread (candle runs forward and backward on the calling thread),
-//! e.g. to compare backends in one test. Selecting `onednn` in a build without the
-//! feature is reported (a warning for the environment variable and [`set_backend`],
-//! an error from every op that would have called oneDNN), never silently ignored.
+//! `onednn`) and [`set_backend`]; without either it is `rust`, on every machine, so a
+//! run does not change with what is installed. [`with_backend`] overrides it on the
+//! current thread (candle runs forward and backward on the calling thread), e.g. to
+//! compare backends in one test. oneDNN is loaded at run time (`vct_onednn::load`);
+//! selecting `onednn` where it cannot be loaded is reported (a warning for the
+//! environment variable and [`set_backend`], an error from every op that would have
+//! called oneDNN), never silently ignored.
 
 use crate::error::KernelError;
 use candle_core::{DType, Tensor};
@@ -31,7 +32,7 @@ pub enum KernelBackend {
     /// The pure-Rust kernels of this crate (f32 CPU tensors; others use candle).
     Rust,
     /// oneDNN's convolution, batch norm and pooling (f32 CPU tensors), the Rust kernels
-    /// for the rest; needs the `onednn` feature.
+    /// for the rest; needs oneDNN 2.x installed (loaded at run time).
     OneDnn,
 }
 
@@ -76,8 +77,8 @@ impl KernelBackend {
         }
     }
 
-    /// Whether this backend can run in this build: always for `Candle` and `Rust`; for
-    /// `OneDnn` only with the `onednn` feature and a working oneDNN CPU engine.
+    /// Whether this backend can run here: always for `Candle` and `Rust`; for `OneDnn`
+    /// only where oneDNN 2.x can be loaded and its CPU engine created.
     pub fn check(self) -> Result<(), KernelError> {
         match self {
             KernelBackend::Candle | KernelBackend::Rust => Ok(()),
@@ -88,18 +89,16 @@ impl KernelBackend {
 
 /// Why oneDNN cannot run, if it cannot.
 fn onednn_status() -> Result<(), KernelError> {
-    if !cfg!(feature = "onednn") {
+    if let Err(e) = vct_onednn::load() {
         return Err(KernelError::BackendUnavailable {
             backend: "onednn",
-            reason: "vct-kernels was built without the onednn feature (rebuild with \
-                     `--features onednn`, which links the system libdnnl, e.g. libdnnl-dev)"
-                .into(),
+            reason: e.to_string(),
         });
     }
     if !vct_onednn::available() {
         return Err(KernelError::BackendUnavailable {
             backend: "onednn",
-            reason: "oneDNN is linked but its CPU engine could not be created".into(),
+            reason: "oneDNN is loaded but its CPU engine could not be created".into(),
         });
     }
     Ok(())
@@ -107,13 +106,9 @@ fn onednn_status() -> Result<(), KernelError> {
 
 /// The default when neither `VCT_KERNEL_BACKEND` nor [`set_backend`] chose one.
 fn default_backend() -> KernelBackend {
-    // oneDNN is PyTorch's CPU path and the fastest measured here; a build with the
-    // feature prefers it, but only if it actually works on this machine.
-    if KernelBackend::OneDnn.check().is_ok() {
-        KernelBackend::OneDnn
-    } else {
-        KernelBackend::Rust
-    }
+    // The Rust kernels are what every machine has and what the tests pin down; oneDNN
+    // is opt-in (`VCT_KERNEL_BACKEND=onednn`) until it measures faster on every shape.
+    KernelBackend::Rust
 }
 
 /// The backend `VCT_KERNEL_BACKEND` asks for, falling back (with a warning) where it
@@ -163,7 +158,7 @@ pub fn backend() -> KernelBackend {
 
 /// Sets the process-wide default backend.
 ///
-/// A backend that cannot run here (`OneDnn` without the `onednn` feature) is still set,
+/// A backend that cannot run here (`OneDnn` where oneDNN cannot be loaded) is still set,
 /// so the ops report it as an error instead of quietly using another backend; a warning
 /// is printed now as well. Check first with [`KernelBackend::check`] to avoid that.
 pub fn set_backend(b: KernelBackend) {
@@ -395,25 +390,29 @@ mod tests {
         assert!(with_backend(KernelBackend::OneDnn, || use_kernels(&x)));
     }
 
-    #[cfg(not(feature = "onednn"))]
     #[test]
-    fn onednn_without_the_feature_is_an_error() {
-        let err = KernelBackend::OneDnn.check().unwrap_err().to_string();
-        assert!(err.contains("built without the onednn feature"), "{err}");
+    fn the_default_is_rust_whatever_is_installed() {
         assert_eq!(default_backend(), KernelBackend::Rust);
-        let x = Tensor::zeros((1, 1, 3, 3), DType::F32, &Device::Cpu).unwrap();
-        let w = Tensor::zeros((1, 1, 1, 1), DType::F32, &Device::Cpu).unwrap();
-        let r = with_backend(KernelBackend::OneDnn, || {
-            crate::conv::conv2d(&x, &w, None, (1, 1), (0, 0), 1)
-        });
-        let err = r.unwrap_err().to_string();
-        assert!(err.contains("built without the onednn feature"), "{err}");
     }
 
-    #[cfg(feature = "onednn")]
     #[test]
-    fn onednn_is_the_default_with_the_feature() {
-        assert!(KernelBackend::OneDnn.check().is_ok());
-        assert_eq!(default_backend(), KernelBackend::OneDnn);
+    fn onednn_that_cannot_load_is_an_error_naming_why() {
+        // Where oneDNN loads, the backend checks out; where it does not, the check and
+        // every op that would call it fail with the loader's reason, never silently.
+        match vct_onednn::load() {
+            Ok(()) => assert!(KernelBackend::OneDnn.check().is_ok()),
+            Err(load_err) => {
+                let err = KernelBackend::OneDnn.check().unwrap_err().to_string();
+                assert!(err.contains(&load_err.to_string()), "{err}");
+                assert!(err.contains(vct_onednn::LIBRARY_ENV), "{err}");
+                let x = Tensor::zeros((1, 1, 3, 3), DType::F32, &Device::Cpu).unwrap();
+                let w = Tensor::zeros((1, 1, 1, 1), DType::F32, &Device::Cpu).unwrap();
+                let r = with_backend(KernelBackend::OneDnn, || {
+                    crate::conv::conv2d(&x, &w, None, (1, 1), (0, 0), 1)
+                });
+                let err = r.unwrap_err().to_string();
+                assert!(err.contains("oneDNN could not be loaded"), "{err}");
+            }
+        }
     }
 }

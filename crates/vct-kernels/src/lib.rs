@@ -22,7 +22,7 @@ pub mod bn;
 pub mod conv;
 pub mod error;
 mod onednn;
-#[cfg(all(test, feature = "onednn"))]
+#[cfg(test)]
 mod onednn_tests;
 pub mod ops;
 pub mod pool;

@@ -2,9 +2,9 @@
 //! batch 16: the three safe functions (forward, backward-data, backward-weights) on
 //! preallocated buffers, in blocked and in plain layouts. The comparison with the Rust
 //! kernels and candle through the op layer is in vct-kernels.
-//! Needs `--features link`; without it the bench only says so.
+//! Needs oneDNN 2.x installed (it is loaded at run time); without it the bench only says so.
 //!
-//! `cargo bench -p vct-onednn --features link --bench conv`
+//! `cargo bench -p vct-onednn --bench conv`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
@@ -52,10 +52,12 @@ fn data(len: usize, seed: usize) -> Vec<f32> {
 }
 
 fn bench(c: &mut Criterion) {
+    if let Err(e) = vct_onednn::load() {
+        eprintln!("{e}: nothing to bench");
+        return;
+    }
     if !vct_onednn::available() {
-        eprintln!(
-            "vct-onednn built without `--features link` (or no oneDNN engine): nothing to bench"
-        );
+        eprintln!("oneDNN is loaded but its CPU engine could not be created: nothing to bench");
         return;
     }
     let mut g = c.benchmark_group("conv fwd+bwd, ResNet-50 64x64 b16");

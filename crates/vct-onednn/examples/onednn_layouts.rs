@@ -4,7 +4,7 @@
 //! (see the README). A second table times training-mode batch norm forward + backward.
 //! The comparison with the Rust kernels and stock candle is vct-kernels' `layer_speed`.
 //!
-//! `cargo run --release -p vct-onednn --features link --example onednn_layouts [reps]`
+//! `cargo run --release -p vct-onednn --example onednn_layouts [reps]` (needs oneDNN 2.x installed)
 
 use std::time::Instant;
 use vct_onednn::{Conv2dShape, ConvLayout};
@@ -50,8 +50,9 @@ fn main() -> anyhow_free::R {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    vct_onednn::load().map_err(|e| format!("{e}: nothing to measure"))?;
     if !vct_onednn::available() {
-        return Err("built without `--features link`: nothing to measure".into());
+        return Err("oneDNN's CPU engine could not be created: nothing to measure".into());
     }
     println!(
         "{:<24} {:>7} {:>10} {:>10} {:>9}",

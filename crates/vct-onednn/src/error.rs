@@ -3,12 +3,12 @@
 /// What can go wrong calling into oneDNN through this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// The crate was compiled without the `link` feature, so there is no oneDNN to call.
-    #[error(
-        "vct-onednn was built without the `link` feature; install libdnnl-dev and build with \
-         --features onednn (or `-p vct-onednn --features link`)"
-    )]
-    NotBuilt,
+    /// No oneDNN 2.x library could be loaded on this machine.
+    #[error("oneDNN could not be loaded: {reason}")]
+    NotLoaded {
+        /// What was tried and why each failed, and how to install or point at the library.
+        reason: String,
+    },
     /// A oneDNN C call returned a status other than `dnnl_success`.
     #[error("{op}: oneDNN call {call} failed with {status}")]
     Dnnl {

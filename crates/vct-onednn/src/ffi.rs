@@ -1,13 +1,15 @@
-//! Hand-written declarations of the part of oneDNN 2.x's C API (`dnnl.h`) this crate uses.
+//! Hand-written declarations of the part of oneDNN 2.x's C API (`dnnl.h`) this crate uses,
+//! resolved at run time from the system library (see [`crate::loader`]), so that the crate
+//! builds, and every program using it runs, on machines without oneDNN.
 //!
-//! Only compiled with the `link` feature. Values and sizes were read from Debian's
+//! Values and sizes were read from Debian's
 //! `libdnnl-dev` 2.6.3 headers with a C probe (`sizeof`, enum values); the descriptor
 //! structs are only ever filled and read by the library itself, so they are declared
 //! here as opaque, suitably aligned byte blocks of the C size.
 
 #![allow(non_camel_case_types, non_upper_case_globals, dead_code)]
 
-use std::os::raw::{c_float, c_int, c_uint, c_void};
+use std::os::raw::{c_char, c_float, c_int, c_uint, c_void};
 
 /// `dnnl_status_t`.
 pub type dnnl_status_t = c_int;
@@ -168,62 +170,123 @@ pub type dnnl_primitive_t = *mut dnnl_primitive;
 pub type dnnl_primitive_attr_t = *mut dnnl_primitive_attr;
 pub type const_dnnl_primitive_attr_t = *const dnnl_primitive_attr;
 
-extern "C" {
-    pub fn dnnl_engine_create(
+/// `dnnl_version_t`, what `dnnl_version()` points to.
+#[repr(C)]
+pub struct dnnl_version_t {
+    pub major: c_int,
+    pub minor: c_int,
+    pub patch: c_int,
+    pub hash: *const c_char,
+    pub cpu_runtime: c_uint,
+    pub gpu_runtime: c_uint,
+}
+
+/// Declares the C functions as fields of [`Api`] (pointers resolved from the loaded
+/// library) and, for each, a same-name `unsafe fn` that calls through the loaded [`Api`],
+/// so call sites read as they would against a linked library.
+macro_rules! dnnl_api {
+    ($( fn $name:ident( $($arg:ident : $ty:ty),* $(,)? ) -> $ret:ty; )*) => {
+        /// The oneDNN C functions this crate calls, resolved from one loaded library.
+        pub(crate) struct Api {
+            $( $name: unsafe extern "C" fn($($ty),*) -> $ret, )*
+            /// Keeps the library mapped while the pointers above are in use (for the
+            /// life of the process: the loaded `Api` is a static).
+            _lib: libloading::Library,
+        }
+
+        impl Api {
+            /// Resolves every function from `lib` (opened from `path`), naming the first
+            /// one it lacks.
+            ///
+            /// # Safety
+            /// `lib` must be oneDNN 2.x, whose functions have the signatures declared here.
+            pub(crate) unsafe fn resolve(lib: libloading::Library, path: &str) -> Result<Self, String> {
+                $(
+                    // SAFETY: the caller vouches for the signature (see above).
+                    let $name = *unsafe {
+                        lib.get::<unsafe extern "C" fn($($ty),*) -> $ret>(
+                            concat!(stringify!($name), "\0").as_bytes(),
+                        )
+                    }
+                    .map_err(|e| {
+                        format!("{path} has no function {}: {e}", stringify!($name))
+                    })?;
+                )*
+                Ok(Api { $($name,)* _lib: lib })
+            }
+        }
+
+        $(
+            /// The loaded oneDNN's function of this name (`dnnl.h`).
+            ///
+            /// # Safety
+            /// As the C function's. oneDNN must have been loaded: every call comes from
+            /// inside the context `sys` creates only after a successful load.
+            #[allow(clippy::too_many_arguments)] // the C signature's
+            pub unsafe fn $name($($arg: $ty),*) -> $ret {
+                // SAFETY: forwarded to the caller.
+                unsafe { (crate::loader::loaded().$name)($($arg),*) }
+            }
+        )*
+    };
+}
+
+dnnl_api! {
+    fn dnnl_engine_create(
         engine: *mut dnnl_engine_t,
         kind: dnnl_engine_kind_t,
         index: usize,
     ) -> dnnl_status_t;
-    pub fn dnnl_engine_destroy(engine: dnnl_engine_t) -> dnnl_status_t;
-    pub fn dnnl_stream_create(
+    fn dnnl_engine_destroy(engine: dnnl_engine_t) -> dnnl_status_t;
+    fn dnnl_stream_create(
         stream: *mut dnnl_stream_t,
         engine: dnnl_engine_t,
         flags: c_uint,
     ) -> dnnl_status_t;
-    pub fn dnnl_stream_wait(stream: dnnl_stream_t) -> dnnl_status_t;
-    pub fn dnnl_stream_destroy(stream: dnnl_stream_t) -> dnnl_status_t;
+    fn dnnl_stream_wait(stream: dnnl_stream_t) -> dnnl_status_t;
+    fn dnnl_stream_destroy(stream: dnnl_stream_t) -> dnnl_status_t;
 
-    pub fn dnnl_primitive_attr_create(attr: *mut dnnl_primitive_attr_t) -> dnnl_status_t;
-    pub fn dnnl_primitive_attr_destroy(attr: dnnl_primitive_attr_t) -> dnnl_status_t;
-    pub fn dnnl_primitive_attr_set_scratchpad_mode(
+    fn dnnl_primitive_attr_create(attr: *mut dnnl_primitive_attr_t) -> dnnl_status_t;
+    fn dnnl_primitive_attr_destroy(attr: dnnl_primitive_attr_t) -> dnnl_status_t;
+    fn dnnl_primitive_attr_set_scratchpad_mode(
         attr: dnnl_primitive_attr_t,
         mode: dnnl_scratchpad_mode_t,
     ) -> dnnl_status_t;
 
-    pub fn dnnl_memory_desc_init_by_tag(
+    fn dnnl_memory_desc_init_by_tag(
         memory_desc: *mut dnnl_memory_desc_t,
         ndims: c_int,
         dims: *const dnnl_dim_t,
         data_type: dnnl_data_type_t,
         tag: dnnl_format_tag_t,
     ) -> dnnl_status_t;
-    pub fn dnnl_memory_desc_equal(
+    fn dnnl_memory_desc_equal(
         lhs: *const dnnl_memory_desc_t,
         rhs: *const dnnl_memory_desc_t,
     ) -> c_int;
-    pub fn dnnl_memory_desc_get_size(memory_desc: *const dnnl_memory_desc_t) -> usize;
-    pub fn dnnl_memory_create(
+    fn dnnl_memory_desc_get_size(memory_desc: *const dnnl_memory_desc_t) -> usize;
+    fn dnnl_memory_create(
         memory: *mut dnnl_memory_t,
         memory_desc: *const dnnl_memory_desc_t,
         engine: dnnl_engine_t,
         handle: *mut c_void,
     ) -> dnnl_status_t;
-    pub fn dnnl_memory_destroy(memory: dnnl_memory_t) -> dnnl_status_t;
+    fn dnnl_memory_destroy(memory: dnnl_memory_t) -> dnnl_status_t;
 
-    pub fn dnnl_primitive_desc_create(
+    fn dnnl_primitive_desc_create(
         primitive_desc: *mut dnnl_primitive_desc_t,
         op_desc: *const c_void,
         attr: const_dnnl_primitive_attr_t,
         engine: dnnl_engine_t,
         hint_forward_primitive_desc: dnnl_primitive_desc_t,
     ) -> dnnl_status_t;
-    pub fn dnnl_primitive_desc_destroy(primitive_desc: dnnl_primitive_desc_t) -> dnnl_status_t;
-    pub fn dnnl_primitive_desc_query_md(
+    fn dnnl_primitive_desc_destroy(primitive_desc: dnnl_primitive_desc_t) -> dnnl_status_t;
+    fn dnnl_primitive_desc_query_md(
         primitive_desc: dnnl_primitive_desc_t,
         what: dnnl_query_t,
         index: c_int,
     ) -> *const dnnl_memory_desc_t;
-    pub fn dnnl_reorder_primitive_desc_create(
+    fn dnnl_reorder_primitive_desc_create(
         reorder_primitive_desc: *mut dnnl_primitive_desc_t,
         src_desc: *const dnnl_memory_desc_t,
         src_engine: dnnl_engine_t,
@@ -232,19 +295,19 @@ extern "C" {
         attr: const_dnnl_primitive_attr_t,
     ) -> dnnl_status_t;
 
-    pub fn dnnl_primitive_create(
+    fn dnnl_primitive_create(
         primitive: *mut dnnl_primitive_t,
         primitive_desc: dnnl_primitive_desc_t,
     ) -> dnnl_status_t;
-    pub fn dnnl_primitive_execute(
+    fn dnnl_primitive_execute(
         primitive: dnnl_primitive_t,
         stream: dnnl_stream_t,
         nargs: c_int,
         args: *const dnnl_exec_arg_t,
     ) -> dnnl_status_t;
-    pub fn dnnl_primitive_destroy(primitive: dnnl_primitive_t) -> dnnl_status_t;
+    fn dnnl_primitive_destroy(primitive: dnnl_primitive_t) -> dnnl_status_t;
 
-    pub fn dnnl_convolution_forward_desc_init(
+    fn dnnl_convolution_forward_desc_init(
         conv_desc: *mut op_desc_storage,
         prop_kind: dnnl_prop_kind_t,
         alg_kind: dnnl_alg_kind_t,
@@ -256,7 +319,7 @@ extern "C" {
         padding_l: *const dnnl_dim_t,
         padding_r: *const dnnl_dim_t,
     ) -> dnnl_status_t;
-    pub fn dnnl_convolution_backward_data_desc_init(
+    fn dnnl_convolution_backward_data_desc_init(
         conv_desc: *mut op_desc_storage,
         alg_kind: dnnl_alg_kind_t,
         diff_src_desc: *const dnnl_memory_desc_t,
@@ -266,7 +329,7 @@ extern "C" {
         padding_l: *const dnnl_dim_t,
         padding_r: *const dnnl_dim_t,
     ) -> dnnl_status_t;
-    pub fn dnnl_convolution_backward_weights_desc_init(
+    fn dnnl_convolution_backward_weights_desc_init(
         conv_desc: *mut op_desc_storage,
         alg_kind: dnnl_alg_kind_t,
         src_desc: *const dnnl_memory_desc_t,
@@ -277,7 +340,7 @@ extern "C" {
         padding_l: *const dnnl_dim_t,
         padding_r: *const dnnl_dim_t,
     ) -> dnnl_status_t;
-    pub fn dnnl_pooling_forward_desc_init(
+    fn dnnl_pooling_forward_desc_init(
         pool_desc: *mut op_desc_storage,
         prop_kind: dnnl_prop_kind_t,
         alg_kind: dnnl_alg_kind_t,
@@ -288,7 +351,7 @@ extern "C" {
         padding_l: *const dnnl_dim_t,
         padding_r: *const dnnl_dim_t,
     ) -> dnnl_status_t;
-    pub fn dnnl_pooling_backward_desc_init(
+    fn dnnl_pooling_backward_desc_init(
         pool_desc: *mut op_desc_storage,
         alg_kind: dnnl_alg_kind_t,
         diff_src_desc: *const dnnl_memory_desc_t,
@@ -298,14 +361,14 @@ extern "C" {
         padding_l: *const dnnl_dim_t,
         padding_r: *const dnnl_dim_t,
     ) -> dnnl_status_t;
-    pub fn dnnl_batch_normalization_forward_desc_init(
+    fn dnnl_batch_normalization_forward_desc_init(
         bnrm_desc: *mut op_desc_storage,
         prop_kind: dnnl_prop_kind_t,
         data_desc: *const dnnl_memory_desc_t,
         epsilon: c_float,
         flags: c_uint,
     ) -> dnnl_status_t;
-    pub fn dnnl_batch_normalization_backward_desc_init(
+    fn dnnl_batch_normalization_backward_desc_init(
         bnrm_desc: *mut op_desc_storage,
         prop_kind: dnnl_prop_kind_t,
         diff_data_desc: *const dnnl_memory_desc_t,

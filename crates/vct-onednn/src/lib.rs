@@ -1,38 +1,32 @@
 //! Safe bindings to the oneDNN (DNNL) CPU primitives vct trains with.
 //!
 //! oneDNN is the library PyTorch's CPU path uses for convolution, batch norm and
-//! pooling. This crate wraps its C API (hand-written FFI over Debian's `libdnnl-dev`
-//! 2.6) behind functions over `&[f32]` / `&mut [f32]` NCHW buffers and shape structs. It
+//! pooling. This crate wraps its C API (hand-written declarations of oneDNN 2.x's `dnnl.h`)
+//! behind functions over `&[f32]` / `&mut [f32]` NCHW buffers and shape structs. It
 //! knows nothing of tensors: `vct-kernels` owns the candle ops and calls these functions
 //! from inside them when its oneDNN backend is selected.
 //!
-//! The FFI is compiled and linked only with the `link` feature. Without it the crate
-//! still compiles (so the workspace builds anywhere), [`available`] is `false` and every
-//! operation returns [`Error::NotBuilt`].
+//! The library is not linked: it is loaded at run time on first use (`libdnnl.so.2`, or
+//! the file [`LIBRARY_ENV`] names), so the crate builds and runs anywhere. Where it cannot
+//! be loaded, [`available`] is `false` and every operation returns [`Error::NotLoaded`]
+//! saying what was tried.
 //!
 //! Primitives are created once per shape and cached; calls are serialised on one
 //! engine and stream (oneDNN parallelises each primitive itself, with OpenMP).
 
 mod error;
-#[cfg(feature = "link")]
 mod ffi;
+mod loader;
 mod shape;
-#[cfg(feature = "link")]
 mod sys;
 
 pub use error::{Error, Result};
+pub use loader::{library, load, LIBRARY_ENV};
 pub use shape::{BatchNormShape, Conv2dShape, Pool2dShape, PoolKind};
 
-/// Whether oneDNN is compiled in and its CPU engine could be created.
+/// Whether oneDNN could be loaded and its CPU engine created.
 pub fn available() -> bool {
-    #[cfg(feature = "link")]
-    {
-        sys::available()
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        false
-    }
+    sys::available()
 }
 
 /// Which memory layouts convolutions compute in.
@@ -49,22 +43,12 @@ pub enum ConvLayout {
 
 /// Sets the layout policy of convolutions for all threads (results agree in every layout).
 pub fn set_conv_layout(layout: ConvLayout) {
-    #[cfg(feature = "link")]
     sys::set_layout(layout);
-    #[cfg(not(feature = "link"))]
-    let _ = layout;
 }
 
 /// Drops every cached primitive (they are re-created on the next call).
 pub fn clear_cache() -> Result<()> {
-    #[cfg(feature = "link")]
-    {
-        sys::clear_cache()
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        Err(Error::NotBuilt)
-    }
+    sys::clear_cache()
 }
 
 /// The indices a training-mode max pooling saved for its backward pass.
@@ -74,11 +58,8 @@ pub fn clear_cache() -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct PoolWorkspace {
     // u64 so the buffer is 8-byte aligned whatever index type oneDNN stores in it.
-    #[cfg_attr(not(feature = "link"), allow(dead_code))]
     pub(crate) buf: Vec<u64>,
-    #[cfg_attr(not(feature = "link"), allow(dead_code))]
     pub(crate) shape: Pool2dShape,
-    #[cfg_attr(not(feature = "link"), allow(dead_code))]
     pub(crate) kind: PoolKind,
 }
 
@@ -125,14 +106,7 @@ pub fn conv2d_forward(
         check_len(OP, "bias", b.len(), s.c_out)?;
     }
     check_len(OP, "dst", dst.len(), s.dst_len())?;
-    #[cfg(feature = "link")]
-    {
-        sys::conv_forward(s, src, weights, bias, dst)
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        Err(Error::NotBuilt)
-    }
+    sys::conv_forward(s, src, weights, bias, dst)
 }
 
 /// Convolution backward w.r.t. the input: `diff_src` from `weights` and `diff_dst` (overwritten).
@@ -147,14 +121,7 @@ pub fn conv2d_backward_data(
     check_len(OP, "weights", weights.len(), s.weights_len())?;
     check_len(OP, "diff_dst", diff_dst.len(), s.dst_len())?;
     check_len(OP, "diff_src", diff_src.len(), s.src_len())?;
-    #[cfg(feature = "link")]
-    {
-        sys::conv_backward_data(s, weights, diff_dst, diff_src)
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        Err(Error::NotBuilt)
-    }
+    sys::conv_backward_data(s, weights, diff_dst, diff_src)
 }
 
 /// Convolution backward w.r.t. weights and (if given) bias, from `src` and `diff_dst` (overwritten).
@@ -173,14 +140,7 @@ pub fn conv2d_backward_weights(
     if let Some(b) = diff_bias.as_deref() {
         check_len(OP, "diff_bias", b.len(), s.c_out)?;
     }
-    #[cfg(feature = "link")]
-    {
-        sys::conv_backward_weights(s, src, diff_dst, diff_weights, diff_bias)
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        Err(Error::NotBuilt)
-    }
+    sys::conv_backward_weights(s, src, diff_dst, diff_weights, diff_bias)
 }
 
 /// Training-mode batch norm: normalises with the batch statistics, which it writes out.
@@ -211,14 +171,7 @@ pub fn batch_norm_forward_training(
     ] {
         check_len(OP, what, len, s.c)?;
     }
-    #[cfg(feature = "link")]
-    {
-        sys::bn_forward_training(s, eps, src, scale, shift, dst, mean, var)
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        Err(Error::NotBuilt)
-    }
+    sys::bn_forward_training(s, eps, src, scale, shift, dst, mean, var)
 }
 
 /// Inference-mode batch norm with given (running) `mean` and `var`.
@@ -246,14 +199,7 @@ pub fn batch_norm_forward_inference(
     ] {
         check_len(OP, what, len, s.c)?;
     }
-    #[cfg(feature = "link")]
-    {
-        sys::bn_forward_inference(s, eps, src, scale, shift, mean, var, dst)
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        Err(Error::NotBuilt)
-    }
+    sys::bn_forward_inference(s, eps, src, scale, shift, mean, var, dst)
 }
 
 /// Batch-norm backward: gradients w.r.t. `src`, `scale` and `shift` (all overwritten).
@@ -294,27 +240,19 @@ pub fn batch_norm_backward(
     ] {
         check_len(OP, what, len, s.c)?;
     }
-    #[cfg(feature = "link")]
-    {
-        sys::bn_backward(
-            s,
-            eps,
-            global_stats,
-            src,
-            diff_dst,
-            scale,
-            mean,
-            var,
-            diff_src,
-            diff_scale,
-            diff_shift,
-        )
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        let _ = global_stats;
-        Err(Error::NotBuilt)
-    }
+    sys::bn_backward(
+        s,
+        eps,
+        global_stats,
+        src,
+        diff_dst,
+        scale,
+        mean,
+        var,
+        diff_src,
+        diff_scale,
+        diff_shift,
+    )
 }
 
 fn check_pool(op: &'static str, s: &Pool2dShape, src: usize, dst: usize) -> Result<()> {
@@ -327,15 +265,7 @@ fn check_pool(op: &'static str, s: &Pool2dShape, src: usize, dst: usize) -> Resu
 pub fn pool2d_forward(s: &Pool2dShape, kind: PoolKind, src: &[f32], dst: &mut [f32]) -> Result<()> {
     const OP: &str = "pool2d_forward";
     check_pool(OP, s, src.len(), dst.len())?;
-    #[cfg(feature = "link")]
-    {
-        sys::pool_forward(s, kind, src, dst, false).map(|_| ())
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        let _ = kind;
-        Err(Error::NotBuilt)
-    }
+    sys::pool_forward(s, kind, src, dst, false).map(|_| ())
 }
 
 /// Pooling forward for training: also returns what [`pool2d_backward`] needs (max: the argmax).
@@ -347,15 +277,7 @@ pub fn pool2d_forward_training(
 ) -> Result<PoolWorkspace> {
     const OP: &str = "pool2d_forward_training";
     check_pool(OP, s, src.len(), dst.len())?;
-    #[cfg(feature = "link")]
-    {
-        sys::pool_forward(s, kind, src, dst, true)
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        let _ = kind;
-        Err(Error::NotBuilt)
-    }
+    sys::pool_forward(s, kind, src, dst, true)
 }
 
 /// Pooling backward: `diff_src` (overwritten) from `diff_dst` and the forward's workspace.
@@ -377,14 +299,7 @@ pub fn pool2d_backward(
             ),
         });
     }
-    #[cfg(feature = "link")]
-    {
-        sys::pool_backward(s, kind, diff_dst, diff_src, workspace)
-    }
-    #[cfg(not(feature = "link"))]
-    {
-        Err(Error::NotBuilt)
-    }
+    sys::pool_backward(s, kind, diff_dst, diff_src, workspace)
 }
 
 /// The README's example, compiled and run as a doctest.

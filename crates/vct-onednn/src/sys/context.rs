@@ -40,6 +40,7 @@ impl Drop for Ctx {
 impl Ctx {
     pub(super) fn new() -> Result<Self> {
         const OP: &str = "engine";
+        crate::loader::load()?;
         let mut engine = ptr::null_mut();
         // SAFETY: plain out-parameter call.
         check(OP, "dnnl_engine_create", unsafe {
