@@ -74,9 +74,16 @@ pub struct FinetuneArgs {
     /// Batch size of every run.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Seed of every run (weights, data order, augmentation).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seeds of the fine-tuning pairs (weights, data order, augmentation), comma
+    /// separated: one pair per template and seed, and the margin's mean over the seeds (a
+    /// small validation set makes one pair noisy). The pretraining uses the first.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub seeds: Vec<u64>,
+    /// Fine-tune with the backbone frozen (linear probing, `--freeze-backbone` of `train`)
+    /// instead of the templates' own schedule for it: what the pretrained features alone
+    /// are worth.
+    #[arg(long)]
+    pub freeze_backbone: bool,
     /// Folder of the runs and the weights files (emptied of the runs it names first).
     /// Default: target/bench-finetune.
     #[arg(long, value_name = "DIR")]
@@ -107,12 +114,32 @@ struct Pretrained {
     tensors: usize,
 }
 
-/// One template's pair of fine-tuning runs.
+/// One template's pair of fine-tuning runs with one seed.
 #[derive(Debug, Clone)]
 struct Pair {
     job: Job,
+    seed: u64,
     pretrained: Run,
     random: Run,
+}
+
+impl Pair {
+    /// Percentage points the pretrained start is ahead.
+    fn margin(&self) -> f64 {
+        (self.pretrained.top1 - self.random.top1) * 100.0
+    }
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
 }
 
 /// What one fine-tuning run reports.
@@ -288,6 +315,9 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
     if args.pretrain_epochs == 0 || args.epochs == 0 {
         bail!("--pretrain-epochs and --epochs must be at least 1");
     }
+    let Some(&first_seed) = args.seeds.first() else {
+        bail!("--seeds is empty; expected one or more seeds, e.g. 0,1,2");
+    };
     let pretrain_data = args
         .pretrain_data
         .clone()
@@ -326,15 +356,21 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
     }
     println!(
         "pretraining on {} ({pre_images} training images) at {} px for {} epochs; \
-         fine-tuning on {} ({ft_images} training images) at {} px for {} epochs; batch {}, seed {}",
+         fine-tuning on {} ({ft_images} training images) at {} px for {} epochs{}; batch {}, \
+         seeds {:?}",
         pretrain_data.display(),
         args.pretrain_size,
         args.pretrain_epochs,
         data.display(),
         args.size,
         args.epochs,
+        if args.freeze_backbone {
+            " with the backbone frozen"
+        } else {
+            ""
+        },
         args.batch_size,
-        args.seed
+        args.seeds
     );
 
     let mut pretrained: Vec<Pretrained> = Vec::new();
@@ -349,7 +385,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
                     &pretrain_data,
                 )
                 .random_init();
-                config.seed = args.seed;
+                config.seed = first_seed;
                 let out = work.join(format!("pretrain-{}", j.arch.name()));
                 let s = train(&config, &out, args.verbose)
                     .with_context(|| format!("pretraining {} with {template}", j.arch))?;
@@ -377,60 +413,101 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let hp = finetune_hparams(j.template, &args, ft_images)?;
-        let mut from_file = RunConfig::new(hp, &data);
-        from_file.seed = args.seed;
-        from_file.init.weights = Some(file);
-        let random = from_file.clone().random_init();
-        let mut runs = Vec::new();
-        for (config, tag) in [(&from_file, "pretrained"), (&random, "random")] {
-            let out = work.join(format!("finetune-{}-{tag}", j.template));
-            let s = train(config, &out, args.verbose)
-                .with_context(|| format!("fine-tuning {} ({tag} start)", j.template))?;
-            runs.push(Run {
-                top1: top1(&s)?,
-                best_epoch: s.record.best.map_or(s.epochs, |b| b.1),
-                seconds: s.seconds,
-            });
+        for &seed in &args.seeds {
+            let mut from_file = RunConfig::new(hp.clone(), &data);
+            from_file.seed = seed;
+            from_file.init.weights = Some(file.clone());
+            from_file.init.freeze_backbone = args.freeze_backbone;
+            let mut random = from_file.clone().random_init();
+            random.init.freeze_backbone = args.freeze_backbone;
+            let mut runs = Vec::new();
+            for (config, tag) in [(&from_file, "pretrained"), (&random, "random")] {
+                let out = work.join(format!("finetune-{}-{tag}-seed{seed}", j.template));
+                let s = train(config, &out, args.verbose).with_context(|| {
+                    format!("fine-tuning {} ({tag} start, seed {seed})", j.template)
+                })?;
+                runs.push(Run {
+                    top1: top1(&s)?,
+                    best_epoch: s.record.best.map_or(s.epochs, |b| b.1),
+                    seconds: s.seconds,
+                });
+            }
+            let pair = Pair {
+                job: *j,
+                seed,
+                pretrained: runs[0],
+                random: runs[1],
+            };
+            println!(
+                "fine-tuned {} (seed {seed}): pretrained {:.1}% (epoch {}, {:.0} s), random init \
+                 {:.1}% (epoch {}, {:.0} s)",
+                j.template,
+                pair.pretrained.top1 * 100.0,
+                pair.pretrained.best_epoch,
+                pair.pretrained.seconds,
+                pair.random.top1 * 100.0,
+                pair.random.best_epoch,
+                pair.random.seconds
+            );
+            pairs.push(pair);
         }
-        let pair = Pair {
-            job: *j,
-            pretrained: runs[0],
-            random: runs[1],
-        };
-        println!(
-            "fine-tuned {}: pretrained {:.1}% (epoch {}, {:.0} s), random init {:.1}% (epoch {}, \
-             {:.0} s)",
-            j.template,
-            pair.pretrained.top1 * 100.0,
-            pair.pretrained.best_epoch,
-            pair.pretrained.seconds,
-            pair.random.top1 * 100.0,
-            pair.random.best_epoch,
-            pair.random.seconds
-        );
-        pairs.push(pair);
     }
 
     println!();
     println!("validation top-1 of the best epoch, {}:", data.display());
     println!(
-        "{:<36} {:<16} {:>10} {:>10} {:>8} {:>12} {:>14}",
-        "template", "arch", "pretrained", "random", "margin", "pretrain s", "fine-tune s"
+        "{:<36} {:<16} {:>5} {:>10} {:>10} {:>8} {:>12} {:>14}",
+        "template", "arch", "seed", "pretrained", "random", "margin", "pretrain s", "fine-tune s"
     );
     for p in &pairs {
         let pre = pretrained.iter().find(|x| x.arch == p.job.arch);
         println!(
-            "{:<36} {:<16} {:>9.1}% {:>9.1}% {:>+7.1} {:>12.0} {:>14}",
+            "{:<36} {:<16} {:>5} {:>9.1}% {:>9.1}% {:>+7.1} {:>12.0} {:>14}",
             p.job.template.name(),
             p.job.arch.name(),
+            p.seed,
             p.pretrained.top1 * 100.0,
             p.random.top1 * 100.0,
-            (p.pretrained.top1 - p.random.top1) * 100.0,
+            p.margin(),
             pre.map_or(0.0, |x| x.seconds),
             format!("{:.0} / {:.0}", p.pretrained.seconds, p.random.seconds),
         );
     }
     println!("(margin in percentage points; fine-tune s: from the file / from random weights)");
+    let summary: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| {
+            let of: Vec<&Pair> = pairs
+                .iter()
+                .filter(|p| p.job.template == j.template)
+                .collect();
+            let col =
+                |f: &dyn Fn(&Pair) -> f64| mean_sd(&of.iter().map(|p| f(p)).collect::<Vec<_>>());
+            let (pre, pre_sd) = col(&|p| p.pretrained.top1 * 100.0);
+            let (rnd, rnd_sd) = col(&|p| p.random.top1 * 100.0);
+            let (margin, margin_sd) = col(&|p| p.margin());
+            let ahead = of.iter().filter(|p| p.margin() > 0.0).count();
+            if args.seeds.len() > 1 {
+                println!(
+                    "{:<36} over {} seeds: pretrained {pre:.1} ± {pre_sd:.1}%, random {rnd:.1} ± \
+                     {rnd_sd:.1}%, margin {margin:+.1} ± {margin_sd:.1} points, pretrained ahead \
+                     in {ahead} of {}",
+                    j.template.name(),
+                    of.len(),
+                    of.len()
+                );
+            }
+            serde_json::json!({
+                "template": j.template.name(),
+                "seeds": of.len(),
+                "pretrained_top1_mean": pre / 100.0,
+                "random_top1_mean": rnd / 100.0,
+                "margin_mean": margin / 100.0,
+                "margin_sd": margin_sd / 100.0,
+                "pretrained_ahead": ahead,
+            })
+        })
+        .collect();
 
     if let Some(path) = &args.json {
         let value = serde_json::json!({
@@ -441,7 +518,8 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
             "size": args.size,
             "epochs": args.epochs,
             "batch_size": args.batch_size,
-            "seed": args.seed,
+            "seeds": args.seeds,
+            "freeze_backbone": args.freeze_backbone,
             "pretrain": pretrained.iter().map(|p| serde_json::json!({
                 "arch": p.arch.name(),
                 "template": p.template.name(),
@@ -450,12 +528,14 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
                 "weights": p.weights,
                 "tensors": p.tensors,
             })).collect::<Vec<_>>(),
+            "summary": summary,
             "finetune": pairs.iter().map(|p| serde_json::json!({
                 "template": p.job.template.name(),
+                "seed": p.seed,
                 "arch": p.job.arch.name(),
                 "pretrained_top1": p.pretrained.top1,
                 "random_top1": p.random.top1,
-                "margin": p.pretrained.top1 - p.random.top1,
+                "margin": p.margin() / 100.0,
                 "pretrained_best_epoch": p.pretrained.best_epoch,
                 "random_best_epoch": p.random.best_epoch,
                 "pretrained_seconds": p.pretrained.seconds,

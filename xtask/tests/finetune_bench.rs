@@ -61,6 +61,8 @@ fn finetune_bench_pretrains_once_per_arch_and_runs_both_starts() {
         "1",
         "--batch-size",
         "8",
+        "--seeds",
+        "0,1",
         "--work",
         work.to_str().unwrap(),
         "--json",
@@ -78,13 +80,32 @@ fn finetune_bench_pretrains_once_per_arch_and_runs_both_starts() {
         .iter()
         .map(|r| r["template"].as_str().unwrap())
         .collect();
+    // One pair per template and seed.
     assert_eq!(
         names,
         [
             "Clarifai_InceptionBatchNorm",
+            "Clarifai_InceptionBatchNorm",
+            "Clarifai_InceptionTransferEmbedNorm",
             "Clarifai_InceptionTransferEmbedNorm"
         ]
     );
+    let seeds: Vec<u64> = rows.iter().map(|r| r["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [0, 1, 0, 1]);
+    // The summary's mean margin is the mean of the pairs' margins.
+    let summary = v["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), 2, "{v}");
+    for (sum, pair) in summary.iter().zip(rows.chunks(2)) {
+        assert_eq!(sum["template"], pair[0]["template"]);
+        assert_eq!(sum["seeds"], 2);
+        let mean =
+            (pair[0]["margin"].as_f64().unwrap() + pair[1]["margin"].as_f64().unwrap()) / 2.0;
+        assert!(
+            (sum["margin_mean"].as_f64().unwrap() - mean).abs() < 1e-9,
+            "{sum}"
+        );
+    }
+    assert!(stdout.contains("over 2 seeds"), "{stdout}");
     for r in rows {
         for k in ["pretrained_top1", "random_top1"] {
             let t = r[k].as_f64().unwrap();
@@ -113,16 +134,67 @@ fn finetune_bench_pretrains_once_per_arch_and_runs_both_starts() {
     assert!(!report.head_reinitialised.is_empty(), "{report}");
     // The pretrained run really started from the file, the other from random weights.
     let run = |name: &str| read_json(&work.join(name).join("run.json"));
-    let from_file = run("finetune-Clarifai_InceptionBatchNorm-pretrained");
+    let from_file = run("finetune-Clarifai_InceptionBatchNorm-pretrained-seed1");
     let init = from_file["init"].as_str().unwrap();
     assert!(
         init.starts_with("pretrained") && init.contains("bninception-pretrained.safetensors"),
         "{init}"
     );
-    let random = run("finetune-Clarifai_InceptionBatchNorm-random");
+    let random = run("finetune-Clarifai_InceptionBatchNorm-random-seed1");
     assert!(random["init"].as_str().unwrap().starts_with("random"));
     assert_eq!(from_file["config"]["hparams"], random["config"]["hparams"]);
-    assert_eq!(from_file["config"]["seed"], random["config"]["seed"]);
+    assert_eq!(from_file["config"]["seed"], 1);
+    assert_eq!(random["config"]["seed"], 1);
+    assert_eq!(from_file["config"]["init"]["freeze_backbone"], false);
+}
+
+#[test]
+fn finetune_bench_probes_a_frozen_backbone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pre = shapes(tmp.path(), "pre", 4);
+    let data = shapes(tmp.path(), "ft", 5);
+    let work = tmp.path().join("work");
+    let json = tmp.path().join("result.json");
+    let (ok, stdout, err) = xtask(&[
+        "bench",
+        "finetune",
+        "--pretrain-data",
+        &pre,
+        "--data",
+        &data,
+        "--templates",
+        "Clarifai_InceptionBatchNorm",
+        "--pretrain-size",
+        "32",
+        "--pretrain-epochs",
+        "1",
+        "--size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--freeze-backbone",
+        "--work",
+        work.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{err}");
+    assert!(stdout.contains("with the backbone frozen"), "{stdout}");
+    let v = read_json(&json);
+    assert_eq!(v["freeze_backbone"], true);
+    for tag in ["pretrained", "random"] {
+        let run = read_json(
+            &work
+                .join(format!("finetune-Clarifai_InceptionBatchNorm-{tag}-seed0"))
+                .join("run.json"),
+        );
+        assert_eq!(
+            run["config"]["init"]["freeze_backbone"], true,
+            "{tag}: {run}"
+        );
+    }
 }
 
 #[test]
