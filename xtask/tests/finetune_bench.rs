@@ -31,6 +31,43 @@ fn shapes(dir: &Path, name: &str, seed: u64) -> String {
     root.to_str().unwrap().to_string()
 }
 
+/// `bench finetune` on tiny runs (32 px, one epoch each, batch 8), plus `extra`.
+fn tiny_finetune(
+    pre: &str,
+    data: &str,
+    templates: &str,
+    work: &Path,
+    json: &Path,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let mut args = vec![
+        "bench",
+        "finetune",
+        "--pretrain-data",
+        pre,
+        "--data",
+        data,
+        "--templates",
+        templates,
+        "--pretrain-size",
+        "32",
+        "--pretrain-epochs",
+        "1",
+        "--size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--work",
+        work.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    xtask(&args)
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -42,32 +79,14 @@ fn finetune_bench_pretrains_once_per_arch_and_runs_both_starts() {
     let data = shapes(tmp.path(), "ft", 2);
     let work = tmp.path().join("work");
     let json = tmp.path().join("result.json");
-    let (ok, stdout, err) = xtask(&[
-        "bench",
-        "finetune",
-        "--pretrain-data",
+    let (ok, stdout, err) = tiny_finetune(
         &pre,
-        "--data",
         &data,
-        "--templates",
         "Clarifai_InceptionBatchNorm,clarifai_inceptiontransferembednorm",
-        "--pretrain-size",
-        "32",
-        "--pretrain-epochs",
-        "1",
-        "--size",
-        "32",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--seeds",
-        "0,1",
-        "--work",
-        work.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+        &work,
+        &json,
+        &["--seeds", "0,1"],
+    );
     assert!(ok, "{stdout}\n{err}");
     let v = read_json(&json);
     // The two BN-Inception templates share one pretraining.
@@ -155,31 +174,14 @@ fn finetune_bench_probes_a_frozen_backbone() {
     let data = shapes(tmp.path(), "ft", 5);
     let work = tmp.path().join("work");
     let json = tmp.path().join("result.json");
-    let (ok, stdout, err) = xtask(&[
-        "bench",
-        "finetune",
-        "--pretrain-data",
+    let (ok, stdout, err) = tiny_finetune(
         &pre,
-        "--data",
         &data,
-        "--templates",
         "Clarifai_InceptionBatchNorm",
-        "--pretrain-size",
-        "32",
-        "--pretrain-epochs",
-        "1",
-        "--size",
-        "32",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--freeze-backbone",
-        "--work",
-        work.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+        &work,
+        &json,
+        &["--freeze-backbone"],
+    );
     assert!(ok, "{stdout}\n{err}");
     assert!(stdout.contains("with the backbone frozen"), "{stdout}");
     let v = read_json(&json);

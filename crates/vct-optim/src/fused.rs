@@ -328,6 +328,38 @@ fn moment_state(
     })
 }
 
+/// One pass: each element's moments, then the parameter from `param(p, m, v)` with the
+/// new moments.
+fn moments_then_param(
+    name: &'static str,
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    mo: Moments,
+    param: impl Fn(f32, f32, f32) -> f32 + Sync,
+) -> candle_core::Result<()> {
+    with_mut(name, m, |mv| {
+        with_mut(name, v, |vv| {
+            with_mut_reading(name, p, g, |pv, gv| {
+                same_len(name, pv.len(), &[mv.len(), vv.len(), gv.len()])?;
+                pv.par_chunks_mut(CHUNK)
+                    .zip(mv.par_chunks_mut(CHUNK))
+                    .zip(vv.par_chunks_mut(CHUNK).zip(gv.par_chunks(CHUNK)))
+                    .for_each(|((pc, mc), (vc, gc))| {
+                        for (((p, m), v), &g) in
+                            pc.iter_mut().zip(mc.iter_mut()).zip(vc.iter_mut()).zip(gc)
+                        {
+                            mo.update(m, v, g);
+                            *p = param(*p, *m, *v);
+                        }
+                    });
+                Ok(())
+            })
+        })
+    })
+}
+
 /// One AdamW step of one parameter (PyTorch's `_single_tensor_adamw`): both moments and
 /// the parameter in one pass.
 #[allow(clippy::too_many_arguments)]
@@ -349,25 +381,9 @@ pub(crate) fn adamw(
     let bc2 = (1.0 / (1.0 - beta2.powi(step)).sqrt()) as f32;
     let step_size = (lr / (1.0 - beta1.powi(step))) as f32;
     let eps = eps as f32;
-    with_mut("adamw-m", &m, |mv| {
-        with_mut("adamw-v", &v, |vv| {
-            with_mut_reading("adamw", p, g, |pv, gv| {
-                same_len("adamw", pv.len(), &[mv.len(), vv.len(), gv.len()])?;
-                pv.par_chunks_mut(CHUNK)
-                    .zip(mv.par_chunks_mut(CHUNK))
-                    .zip(vv.par_chunks_mut(CHUNK).zip(gv.par_chunks(CHUNK)))
-                    .for_each(|((pc, mc), (vc, gc))| {
-                        for (((p, m), v), &g) in
-                            pc.iter_mut().zip(mc.iter_mut()).zip(vc.iter_mut()).zip(gc)
-                        {
-                            mo.update(m, v, g);
-                            let denom = (v.sqrt() * bc2 + 0.0) * 1.0 + eps;
-                            *p = (*p * decay + 0.0) - ((*m / denom) * step_size + 0.0);
-                        }
-                    });
-                Ok(())
-            })
-        })
+    moments_then_param("adamw", p, g, &m, &v, mo, |p, m, v| {
+        let denom = (v.sqrt() * bc2 + 0.0) * 1.0 + eps;
+        (p * decay + 0.0) - ((m / denom) * step_size + 0.0)
     })?;
     Ok((m, v))
 }
@@ -432,24 +448,8 @@ pub(crate) fn lamb(
     let lr = c.lr as f32;
     if !(decay || c.adapt) {
         // Trust ratio 1: moments and parameter in one pass.
-        with_mut("lamb-m", &m, |mv| {
-            with_mut("lamb-v", &v, |vv| {
-                with_mut_reading("lamb", p, g, |pv, gv| {
-                    same_len("lamb", pv.len(), &[mv.len(), vv.len(), gv.len()])?;
-                    pv.par_chunks_mut(CHUNK)
-                        .zip(mv.par_chunks_mut(CHUNK))
-                        .zip(vv.par_chunks_mut(CHUNK).zip(gv.par_chunks(CHUNK)))
-                        .for_each(|((pc, mc), (vc, gc))| {
-                            for (((p, m), v), &g) in
-                                pc.iter_mut().zip(mc.iter_mut()).zip(vc.iter_mut()).zip(gc)
-                            {
-                                mo.update(m, v, g);
-                                *p = *p - ((update(*p, *m, *v) * 1.0) * lr + 0.0);
-                            }
-                        });
-                    Ok(())
-                })
-            })
+        moments_then_param("lamb", p, g, &m, &v, mo, |p, m, v| {
+            p - ((update(p, m, v) * 1.0) * lr + 0.0)
         })?;
         return Ok((m, v));
     }
