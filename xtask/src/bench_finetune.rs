@@ -7,9 +7,10 @@
 //! 2. write that run's backbone (every backbone tensor, running statistics included, under
 //!    the state-dict names the loaders read; no head) to `<arch>-pretrained.safetensors`;
 //! 3. fine-tune each template on another set (`../shared/data/hymenoptera_data`, ants vs
-//!    bees) twice with the same seed and hyperparameters: once from that file (`--weights
-//!    FILE`) and once from random weights (`--random-init`), and compare their validation
-//!    top-1.
+//!    bees) twice per seed (`--seeds`) with the same hyperparameters: once from that file
+//!    (`--weights FILE`) and once from random weights (`--random-init`), both with the
+//!    backbone frozen under `--freeze-backbone`, and compare their validation top-1 per
+//!    seed and on average.
 //!
 //! The architectures' pretrainings are shared: `Clarifai_InceptionBatchNorm` and
 //! `Clarifai_InceptionTransferEmbedNorm` fine-tune the same BN-Inception file. Every run is
@@ -418,8 +419,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
             from_file.seed = seed;
             from_file.init.weights = Some(file.clone());
             from_file.init.freeze_backbone = args.freeze_backbone;
-            let mut random = from_file.clone().random_init();
-            random.init.freeze_backbone = args.freeze_backbone;
+            let random = from_file.clone().random_init();
             let mut runs = Vec::new();
             for (config, tag) in [(&from_file, "pretrained"), (&random, "random")] {
                 let out = work.join(format!("finetune-{}-{tag}-seed{seed}", j.template));
