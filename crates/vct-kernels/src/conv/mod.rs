@@ -1,7 +1,8 @@
 //! 2-D convolution (grouped, strided, padded) with input and weight gradients.
 //!
 //! One candle op pair — `Conv` forward, `ConvBackward` for the gradients — computes on
-//! the backend chosen when the op is built: the Rust kernels (`rust`: im2col + GEMM,
+//! the backend chosen when the op is built: the Rust kernels (`rust`: Winograd
+//! F(2×2, 3×3) for 3×3 stride-1 convolutions in `winograd`, otherwise im2col + GEMM,
 //! grouped convolutions as one pass of per-group GEMMs over one column buffer — small
 //! groups in `small_gemm`'s register-blocked loops — pointwise convolutions as plain
 //! GEMMs on the input), or oneDNN, with the Rust kernel for shapes
@@ -16,6 +17,7 @@ mod rust;
 mod small_gemm;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 use crate::backend::{route, KernelBackend, OpKind, Route};
 use crate::error::KernelError;

@@ -6,6 +6,7 @@ use super::gemm::{sgemm, with_buffer, Mat, COL, DCOL, TMP};
 use super::geom::Geom;
 use super::lower::{col2im, im2col, pack, unpack};
 use super::small_gemm::{self, Strided};
+use super::winograd;
 use crate::error::KernelError;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -291,7 +292,7 @@ pub(super) fn backward_block(
 }
 
 /// The whole forward pass: `y` (`n · out_image` values) from `x` and `w`, then the
-/// epilogue on each image.
+/// epilogue on each image. 3×3 stride-1 convolutions go to [`winograd`].
 pub(super) fn forward(
     g: &Geom,
     x: &[f32],
@@ -299,11 +300,19 @@ pub(super) fn forward(
     y: &mut [f32],
     epilogue: Option<&Epilogue>,
 ) -> Result<(), KernelError> {
-    let (nb, per_task, par) = schedule(g);
     let (xi, yi) = (g.in_image(), g.out_image());
     if yi == 0 || xi == 0 {
         return Ok(());
     }
+    if winograd::wanted(g) {
+        winograd::forward(g, x, w, y)?;
+        if let Some(e) = epilogue {
+            y.par_chunks_mut(yi)
+                .for_each(|image| e.apply(image, g.out_plane()));
+        }
+        return Ok(());
+    }
+    let (nb, per_task, par) = schedule(g);
     y.par_chunks_mut(nb * per_task * yi)
         .zip(x.par_chunks(nb * per_task * xi))
         .try_for_each(|(yc, xc)| {
@@ -315,7 +324,7 @@ pub(super) fn forward(
 }
 
 /// The whole backward pass: writes `dx` (zeroed on entry) and `dw` (overwritten), each
-/// only if asked for.
+/// only if asked for; both for a 3×3 stride-1 convolution by [`winograd`].
 pub(super) fn backward(
     g: &Geom,
     x: &[f32],
@@ -325,6 +334,15 @@ pub(super) fn backward(
     dw: Option<&mut [f32]>,
 ) -> Result<(), KernelError> {
     if g.out_image() == 0 || g.in_image() == 0 {
+        return Ok(());
+    }
+    if winograd::wanted(g) {
+        if let Some(dx) = dx {
+            winograd::input_grad(g, dy, w, dx)?;
+        }
+        if let Some(dw) = dw {
+            winograd::weight_grad(g, x, dy, dw)?;
+        }
         return Ok(());
     }
     let wl = g.weight_len();

@@ -6,13 +6,13 @@ use crate::testutil::{assert_owns_storage, finite_diff_check, max_rel_diff, Rng}
 use candle_core::Var;
 
 /// Direct-loop f64 convolution and its gradients for `loss = Σ y·r`.
-struct Reference {
-    y: Vec<f64>,
-    dx: Vec<f64>,
-    dw: Vec<f64>,
+pub(super) struct Reference {
+    pub(super) y: Vec<f64>,
+    pub(super) dx: Vec<f64>,
+    pub(super) dw: Vec<f64>,
 }
 
-fn reference(x: &[f32], w: &[f32], r: &[f32], g: &Geom) -> Reference {
+pub(super) fn reference(x: &[f32], w: &[f32], r: &[f32], g: &Geom) -> Reference {
     let (cig, cog) = (g.cin / g.groups, g.cout / g.groups);
     let mut y = vec![0f64; g.n * g.cout * g.oh * g.ow];
     let mut dx = vec![0f64; x.len()];
@@ -47,7 +47,7 @@ fn reference(x: &[f32], w: &[f32], r: &[f32], g: &Geom) -> Reference {
     Reference { y, dx, dw }
 }
 
-fn rel(a: &[f32], b: &[f64]) -> f64 {
+pub(super) fn rel(a: &[f32], b: &[f64]) -> f64 {
     let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
     max_rel_diff(a, &b32)
 }
@@ -81,6 +81,9 @@ fn cases() -> Vec<Case> {
         // batch that does not divide into blocks of images (144 px: 2 per block).
         ([2, 4, 17, 16], 3, (1, 1), (1, 1), (0, 0), 1),
         ([3, 2, 12, 12], 3, (3, 3), (1, 1), (1, 1), 1),
+        // 3×3 stride 1 with enough channels and tiles for Winograd, odd sizes (cropped
+        // tiles).
+        ([4, 16, 7, 9], 16, (3, 3), (1, 1), (1, 1), 1),
     ]
 }
 
