@@ -49,7 +49,15 @@ fn main() -> anyhow::Result<()> {
     let reps = args.get(2).copied().unwrap_or(5);
     let dev = Device::Cpu;
     let mut total = 0.0;
+    // CONV_LAYERS_ONLY=64x64k3 (C_in x C_out k kernel) keeps the matching shapes only.
+    let only = std::env::var("CONV_LAYERS_ONLY").ok();
     for (cin, cout, k, s, p, side, count) in resnet50_layers(px) {
+        if only
+            .as_ref()
+            .is_some_and(|o| *o != format!("{cin}x{cout}k{k}"))
+        {
+            continue;
+        }
         let x = Var::randn(0f32, 1., (n, cin, side, side), &dev)?;
         let w = Var::randn(0f32, 0.05, (cout, cin, k, k), &dev)?;
         let o = (side + 2 * p - k) / s + 1;
