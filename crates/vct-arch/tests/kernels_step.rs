@@ -16,7 +16,8 @@
 //! ResNeXt [1,1,1,1] at 3×48 and 2×64, 3e-3 and 2e-2, with stock-vs-perturbed-stock
 //! flipping as often), so the inputs here are fixed ones without a flip. The shallow
 //! nets still run every kernel on the same layer kinds (stem conv 7×7/2 + max pool
-//! 3×3/2, bottleneck 1×1 / 3×3 stride 2 / grouped 32×4d, downsample 1×1/2, batch norm);
+//! 3×3/2, bottleneck 1×1 / 3×3 stride 2 / grouped 32×4d, downsample 1×1/2, batch norm,
+//! and on the 16×16 maps of the first stage 3×3 stride 1 by Winograd);
 //! vct-kernels' own tests compare each kernel on every layer shape.
 //!
 //! The ignored `*_onednn_*` tests (they need oneDNN installed; `.ci/run` runs them) take
