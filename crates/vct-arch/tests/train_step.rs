@@ -1,4 +1,4 @@
-//! Training: a few SGD steps change the parameters and lower the loss on a
+//! Training: eight SGD steps change the parameters and lower the loss on a
 //! fixed batch; parameter groups cover every trainable tensor exactly once.
 
 mod common;
@@ -64,12 +64,16 @@ fn check_training(cfg: ModelConfig, size: usize, lr: f64) {
     let model = Classifier::new(&cfg, &Device::Cpu).unwrap();
     let (x, y) = batch(4, size, cfg.num_classes);
     let before = snapshot(&model);
-    let losses = train(&model, &x, &y, 4, lr);
+    // Eight steps: over the first few, a fresh batch-norm net on 4 images goes up and
+    // down (Inception-v2: 1.05, 0.81, 1.34, 1.06), so which of loss 4 and loss 1 is
+    // lower flipped with the convolution's rounding (Winograd); by step 8 every net
+    // here is far below its start (0.06–0.35 from 1.05–1.42, ResNets ~1e-4).
+    let losses = train(&model, &x, &y, 8, lr);
     let after = snapshot(&model);
     eprintln!("{}: losses {losses:?}", cfg.arch);
     // Compare on the fixed batch in eval mode too, before vs after.
     assert!(
-        losses[3] < losses[0],
+        losses[7] < losses[0],
         "{}: loss did not go down: {losses:?}",
         cfg.arch
     );
