@@ -1,6 +1,9 @@
 //! The Rust convolution kernels: per block of images, im2col (or the input itself for
 //! pointwise convolutions) and one GEMM per group; the backward pass accumulates the
 //! weight gradient per thread and scatters the input gradient back with col2im.
+//! Grouped layers with few channels per group lower and multiply each group in one
+//! task (see [`grouped_forward`]), so the lowering runs in parallel and its columns
+//! are still in cache for the product.
 
 use super::gemm::{sgemm, with_buffer, Mat, COL, DCOL, TMP};
 use super::geom::Geom;
@@ -75,6 +78,18 @@ pub(super) fn forward_block(
     };
     let (kg, cog, op) = (g.k_g(), g.cout_g(), g.out_plane());
     let ld = nb * op;
+    if small_gemm::wanted(g) && !g.is_pointwise() {
+        if nb == 1 {
+            grouped_forward(g, x, w, y, nb);
+        } else {
+            with_buffer(&TMP, g.cout * ld, |out| {
+                grouped_forward(g, x, w, out, nb);
+                unpack(out, nb, g.cout, op, y, false);
+            });
+        }
+        done(y);
+        return Ok(());
+    }
     let run = |col: &[f32], out: &mut [f32]| -> Result<(), KernelError> {
         if small_gemm::wanted(g) {
             // Y_g (C_out/g × L) = W_g (C_out/g × K_g) · col_g (K_g × L), groups in parallel.
@@ -87,7 +102,8 @@ pub(super) fn forward_block(
                         rs: kg,
                         cs: 1,
                     };
-                    small_gemm::nn(cog, ld, kg, a, &col[grp * kg * ld..][..kg * ld], o, false);
+                    let b = &col[grp * kg * ld..][..kg * ld];
+                    small_gemm::nn(cog, ld, kg, a, b, o, false);
                 });
             return Ok(());
         }
@@ -146,6 +162,88 @@ pub(super) fn forward_block(
     })
 }
 
+/// The forward GEMMs of a grouped block of `nb` images, `out` = C_out × (nb·HoWo): each
+/// group in its own task lowers its channels of every image into this thread's column
+/// buffer, then multiplies.
+fn grouped_forward(g: &Geom, x: &[f32], w: &[f32], out: &mut [f32], nb: usize) {
+    let (kg, cig, cog, op) = (g.k_g(), g.cin_g(), g.cout_g(), g.out_plane());
+    let (ld, group_in) = (nb * op, cig * g.h * g.w);
+    out[..g.cout * ld]
+        .par_chunks_mut(cog * ld)
+        .enumerate()
+        .for_each(|(grp, o)| {
+            with_buffer(&COL, kg * ld, |col| {
+                for i in 0..nb {
+                    let xg = &x[i * g.in_image() + grp * group_in..][..group_in];
+                    im2col(g, xg, col, ld, i * op);
+                }
+                let a = Strided {
+                    data: &w[grp * cog * kg..][..cog * kg],
+                    rs: kg,
+                    cs: 1,
+                };
+                small_gemm::nn(cog, ld, kg, a, col, o, false);
+            })
+        });
+}
+
+/// The gradients of a grouped block as [`grouped_forward`] computes its output, from
+/// `dyt` (C_out × (nb·HoWo)): per group in one task, its columns and `dw_g += dY_g ·
+/// colᵀ`, and `dcol_g = W_gᵀ dY_g` scattered onto the group's planes of `dx`.
+fn grouped_backward(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    dyt: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+    nb: usize,
+) {
+    let (kg, cig, cog, op) = (g.k_g(), g.cin_g(), g.cout_g(), g.out_plane());
+    let (ld, group_in) = (nb * op, cig * g.h * g.w);
+    if let Some(dw) = dw {
+        dw[..g.weight_len()]
+            .par_chunks_mut(cog * kg)
+            .enumerate()
+            .for_each(|(grp, dwg)| {
+                with_buffer(&COL, kg * ld, |col| {
+                    for i in 0..nb {
+                        let xg = &x[i * g.in_image() + grp * group_in..][..group_in];
+                        im2col(g, xg, col, ld, i * op);
+                    }
+                    let dyg = &dyt[grp * cog * ld..][..cog * ld];
+                    small_gemm::nt(cog, kg, ld, dyg, ld, col, ld, dwg, true);
+                })
+            });
+    }
+    if let Some(dx) = dx {
+        // Each group's planes of each image: disjoint, so the groups run in parallel.
+        let mut per_group: Vec<Vec<&mut [f32]>> = (0..g.groups).map(|_| Vec::new()).collect();
+        for image in dx.chunks_mut(g.in_image()).take(nb) {
+            for (list, planes) in per_group.iter_mut().zip(image.chunks_mut(group_in)) {
+                list.push(planes);
+            }
+        }
+        per_group
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(grp, images)| {
+                with_buffer(&DCOL, kg * ld, |dcol| {
+                    let a = Strided {
+                        data: &w[grp * cog * kg..][..cog * kg],
+                        rs: 1,
+                        cs: kg,
+                    };
+                    let dyg = &dyt[grp * cog * ld..][..cog * ld];
+                    small_gemm::nn(kg, ld, cog, a, dyg, dcol, false);
+                    for (i, dxg) in images.iter_mut().enumerate() {
+                        col2im(g, dcol, ld, i * op, dxg);
+                    }
+                })
+            });
+    }
+}
+
 /// Gradients of a block of `nb` images: adds to `dw`, writes `dx` (zeroed on entry).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward_block(
@@ -168,6 +266,10 @@ pub(super) fn backward_block(
             pack(dy, nb, g.cout, op, dyt);
             dyt
         };
+        if small_gemm::wanted(g) && !g.is_pointwise() {
+            grouped_backward(g, x, w, dyt, dx, dw, nb);
+            return Ok(());
+        }
         if let Some(dw) = dw {
             let acc = |col: &[f32], dw: &mut [f32]| -> Result<(), KernelError> {
                 if small_gemm::wanted(g) {

@@ -84,6 +84,8 @@ fn cases() -> Vec<Case> {
         // 3×3 stride 1 with enough channels and tiles for Winograd, odd sizes (cropped
         // tiles).
         ([4, 16, 7, 9], 16, (3, 3), (1, 1), (1, 1), 1),
+        // The same, grouped: 8 groups of 4 channels.
+        ([4, 32, 8, 7], 32, (3, 3), (1, 1), (1, 1), 8),
     ]
 }
 

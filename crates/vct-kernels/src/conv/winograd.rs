@@ -604,8 +604,8 @@ mod tests {
 
     /// Forward and both gradients against the f64 direct convolution, called directly
     /// (below [`wanted`]'s thresholds too): odd sizes that crop the last tiles, 1×1 and
-    /// 2×5 planes, more images than one block, tile rows short (tile by tile) and long
-    /// (a row at a time).
+    /// 2×5 planes, more images than one block (the weight gradient summed over
+    /// blocks), tile rows short (tile by tile) and long (a row at a time).
     #[test]
     fn forward_and_gradients_match_reference() -> candle_core::Result<()> {
         let mut rng = Rng::new(3);
@@ -626,15 +626,20 @@ mod tests {
             let dy = rng.vec(n * g.out_image());
             let want = reference(&x, &wt, &dy, &g);
             let (mut y, mut dx) = (vec![f32::NAN; dy.len()], vec![f32::NAN; x.len()]);
+            let mut dw = vec![f32::NAN; wt.len()];
             forward(&g, &x, &wt, &mut y)?;
             input_grad(&g, &dy, &wt, &mut dx)?;
+            weight_grad(&g, &x, &dy, &mut dw)?;
             let case = format!("{xd:?} -> {cout}");
             assert!(
-                y.iter().chain(&dx).all(|v| v.is_finite()),
+                y.iter().chain(&dx).chain(&dw).all(|v| v.is_finite()),
                 "{case}: not all written"
             );
-            let (ey, edx) = (rel(&y, &want.y), rel(&dx, &want.dx));
-            assert!(ey < 1e-5 && edx < 1e-5, "{case}: y {ey} dx {edx}");
+            let (ey, edx, edw) = (rel(&y, &want.y), rel(&dx, &want.dx), rel(&dw, &want.dw));
+            assert!(
+                ey < 1e-5 && edx < 1e-5 && edw < 1e-5,
+                "{case}: y {ey} dx {edx} dw {edw}"
+            );
         }
         Ok(())
     }
