@@ -231,14 +231,6 @@ pub(crate) fn sgd(
     let decay = wd != 0.0;
     let (wd32, m32, lr32) = (wd as f32, momentum as f32, lr as f32);
     let damp32 = (1.0 - dampening) as f32;
-    let param = move |p: f32, g: f32, b: f32| {
-        let step = if nesterov {
-            decayed(g, p, wd32, decay) + (b * m32 + 0.0)
-        } else {
-            b
-        };
-        p - (step * lr32 + 0.0)
-    };
     if momentum == 0.0 {
         with_mut_reading("sgd", p, g, |pv, gv| {
             same_len("sgd", pv.len(), &[gv.len()])?;
@@ -255,21 +247,42 @@ pub(crate) fn sgd(
         Some(b) => b,
         None => fresh(g)?,
     };
+    // The branches on `first`, `decay` and `nesterov` are taken out of the loop (one
+    // monomorphized loop per case), so each case is a straight vectorized pass.
+    fn pass<const FIRST: bool, const DECAY: bool, const NESTEROV: bool>(
+        pc: &mut [f32],
+        bc: &mut [f32],
+        gc: &[f32],
+        (wd32, m32, damp32, lr32): (f32, f32, f32, f32),
+    ) {
+        for ((p, b), &g) in pc.iter_mut().zip(bc.iter_mut()).zip(gc) {
+            let d = decayed(g, *p, wd32, DECAY);
+            *b = if FIRST {
+                d
+            } else {
+                (*b * m32 + 0.0) + (d * damp32 + 0.0)
+            };
+            let step = if NESTEROV { d + (*b * m32 + 0.0) } else { *b };
+            *p -= step * lr32 + 0.0;
+        }
+    }
+    let k = (wd32, m32, damp32, lr32);
+    let update = |pc: &mut [f32], bc: &mut [f32], gc: &[f32]| match (first, decay, nesterov) {
+        (true, true, true) => pass::<true, true, true>(pc, bc, gc, k),
+        (true, true, false) => pass::<true, true, false>(pc, bc, gc, k),
+        (true, false, true) => pass::<true, false, true>(pc, bc, gc, k),
+        (true, false, false) => pass::<true, false, false>(pc, bc, gc, k),
+        (false, true, true) => pass::<false, true, true>(pc, bc, gc, k),
+        (false, true, false) => pass::<false, true, false>(pc, bc, gc, k),
+        (false, false, true) => pass::<false, false, true>(pc, bc, gc, k),
+        (false, false, false) => pass::<false, false, false>(pc, bc, gc, k),
+    };
     with_mut("sgd-buf", &b, |bv| {
         with_mut_reading("sgd", p, g, |pv, gv| {
             same_len("sgd", pv.len(), &[bv.len(), gv.len()])?;
             pv.par_chunks_mut(CHUNK)
                 .zip(bv.par_chunks_mut(CHUNK).zip(gv.par_chunks(CHUNK)))
-                .for_each(|(pc, (bc, gc))| {
-                    for ((p, b), &g) in pc.iter_mut().zip(bc.iter_mut()).zip(gc) {
-                        *b = if first {
-                            decayed(g, *p, wd32, decay)
-                        } else {
-                            (*b * m32 + 0.0) + (decayed(g, *p, wd32, decay) * damp32 + 0.0)
-                        };
-                        *p = param(*p, g, *b);
-                    }
-                });
+                .for_each(|(pc, (bc, gc))| update(pc, bc, gc));
             Ok(())
         })
     })?;
