@@ -313,13 +313,16 @@ impl Moments {
         }
     }
 
-    #[inline]
-    fn update(&self, m: &mut f32, v: &mut f32, g: f32) {
-        let g = match self.clip {
-            Some(c) => g / c,
-            None => g,
+    /// One element's moments; `FIRST` and `CLIP` are `self.first` and
+    /// `self.clip.is_some()`, as constants so the loop calling this has no branches.
+    #[inline(always)]
+    fn update<const FIRST: bool, const CLIP: bool>(&self, m: &mut f32, v: &mut f32, g: f32) {
+        let g = if CLIP {
+            g / self.clip.unwrap_or(1.0)
+        } else {
+            g
         };
-        if self.first {
+        if FIRST {
             *m = g * self.s + 0.0;
             *v = g * g * self.one_b2 + 0.0;
         } else {
@@ -356,15 +359,29 @@ fn moments_then_param(
         with_mut(name, v, |vv| {
             with_mut_reading(name, p, g, |pv, gv| {
                 same_len(name, pv.len(), &[mv.len(), vv.len(), gv.len()])?;
+                // One monomorphized loop per (first update, clipped) case.
+                fn pass<const FIRST: bool, const CLIP: bool>(
+                    mo: &Moments,
+                    (pc, mc, vc, gc): (&mut [f32], &mut [f32], &mut [f32], &[f32]),
+                    param: &impl Fn(f32, f32, f32) -> f32,
+                ) {
+                    for (((p, m), v), &g) in
+                        pc.iter_mut().zip(mc.iter_mut()).zip(vc.iter_mut()).zip(gc)
+                    {
+                        mo.update::<FIRST, CLIP>(m, v, g);
+                        *p = param(*p, *m, *v);
+                    }
+                }
                 pv.par_chunks_mut(CHUNK)
                     .zip(mv.par_chunks_mut(CHUNK))
                     .zip(vv.par_chunks_mut(CHUNK).zip(gv.par_chunks(CHUNK)))
                     .for_each(|((pc, mc), (vc, gc))| {
-                        for (((p, m), v), &g) in
-                            pc.iter_mut().zip(mc.iter_mut()).zip(vc.iter_mut()).zip(gc)
-                        {
-                            mo.update(m, v, g);
-                            *p = param(*p, *m, *v);
+                        let chunk = (pc, mc, vc, gc);
+                        match (mo.first, mo.clip.is_some()) {
+                            (true, true) => pass::<true, true>(&mo, chunk, &param),
+                            (true, false) => pass::<true, false>(&mo, chunk, &param),
+                            (false, true) => pass::<false, true>(&mo, chunk, &param),
+                            (false, false) => pass::<false, false>(&mo, chunk, &param),
                         }
                     });
                 Ok(())
@@ -410,11 +427,29 @@ pub(crate) fn sum_squares(t: &Tensor) -> candle_core::Result<f64> {
     let x = slice(s, l)?;
     // Partial sums in chunk order, then summed in that order: the same result whatever
     // rayon's work stealing did (a resumed run must repeat the same steps bit for bit).
-    let partial: Vec<f64> = x
-        .par_chunks(CHUNK)
-        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
-        .collect();
+    let partial: Vec<f64> = x.par_chunks(CHUNK).map(|c| lanes_sum(c, |v| v)).collect();
     Ok(partial.iter().sum())
+}
+
+/// Independent f64 sums a chunk's squares are spread over: one running sum waits on each
+/// add's latency, eight vectorize; the order stays fixed (element `i` to lane `i mod 8`,
+/// lanes summed in order), so the result is the same on every run.
+const LANES: usize = 8;
+
+/// `Σ f(x)²` over `x` in f64, in [`LANES`] lanes.
+#[inline]
+fn lanes_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0f64; LANES];
+    let blocks = x.chunks_exact(LANES);
+    let rest = blocks.remainder();
+    for b in blocks {
+        for (a, &v) in acc.iter_mut().zip(b) {
+            let v = f(v) as f64;
+            *a += v * v;
+        }
+    }
+    let tail: f64 = rest.iter().map(|&v| (f(v) as f64) * (f(v) as f64)).sum();
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Settings of one LAMB update.
@@ -472,21 +507,38 @@ pub(crate) fn lamb(
     with_mut("lamb-m", &m, |mv| {
         with_mut_reading2("lamb-moments", &v, g, p, |vv, gv, pv| {
             same_len("lamb", pv.len(), &[mv.len(), vv.len(), gv.len()])?;
+            // A chunk's moments (one monomorphized loop per case), then Σ p² and Σ u²
+            // over it in lanes; the chunk is still in cache for the second loop.
+            fn chunk<const FIRST: bool, const CLIP: bool>(
+                mo: &Moments,
+                (pc, mc, vc, gc): (&[f32], &mut [f32], &mut [f32], &[f32]),
+                update: &impl Fn(f32, f32, f32) -> f32,
+                u: &mut Vec<f32>,
+            ) -> (f64, f64) {
+                for ((m, v), &g) in mc.iter_mut().zip(vc.iter_mut()).zip(gc) {
+                    mo.update::<FIRST, CLIP>(m, v, g);
+                }
+                u.clear();
+                u.extend(
+                    pc.iter()
+                        .zip(&*mc)
+                        .zip(&*vc)
+                        .map(|((&p, &m), &v)| update(p, m, v)),
+                );
+                (lanes_sum(pc, |p| p), lanes_sum(u, |u| u))
+            }
             let partial: Vec<(f64, f64)> = pv
                 .par_chunks(CHUNK)
                 .zip(mv.par_chunks_mut(CHUNK))
                 .zip(vv.par_chunks_mut(CHUNK).zip(gv.par_chunks(CHUNK)))
-                .map(|((pc, mc), (vc, gc))| {
-                    let (mut w2, mut u2) = (0f64, 0f64);
-                    for (((&p, m), v), &g) in
-                        pc.iter().zip(mc.iter_mut()).zip(vc.iter_mut()).zip(gc)
-                    {
-                        mo.update(m, v, g);
-                        let u = update(p, *m, *v) as f64;
-                        w2 += (p as f64) * (p as f64);
-                        u2 += u * u;
+                .map_init(Vec::new, |u, ((pc, mc), (vc, gc))| {
+                    let c = (pc, mc, vc, gc);
+                    match (mo.first, mo.clip.is_some()) {
+                        (true, true) => chunk::<true, true>(&mo, c, &update, u),
+                        (true, false) => chunk::<true, false>(&mo, c, &update, u),
+                        (false, true) => chunk::<false, true>(&mo, c, &update, u),
+                        (false, false) => chunk::<false, false>(&mo, c, &update, u),
                     }
-                    (w2, u2)
                 })
                 .collect();
             norms = partial
