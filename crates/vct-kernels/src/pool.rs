@@ -431,6 +431,15 @@ impl CustomOp1 for Pool {
         }
         let (ip, op) = (g.in_plane(), g.out_plane());
         match self.kind {
+            PoolKind::Max if !self.training => {
+                // Nothing will ask for the gradient: no argmax to keep.
+                if op > 0 && ip > 0 {
+                    out.par_chunks_mut(op)
+                        .zip(x.par_chunks(ip))
+                        .for_each_init(Vec::new, |cols, (o, xp)| max_plane_value(&g, xp, o, cols));
+                }
+                *self.lock()? = Some(Saved::Nothing);
+            }
             PoolKind::Max => {
                 let mut arg = vec![0u32; out.len()];
                 if op > 0 && ip > 0 {
@@ -498,6 +507,39 @@ fn max_plane(g: &Geometry, x: &[f32], out: &mut [f32], arg: &mut [u32]) {
             }
             out[oy * g.ow + ox] = best;
             arg[oy * g.ow + ox] = best_i;
+        }
+    }
+}
+
+/// The larger of `a` and `b`, NaN if either is (the first NaN kept), as
+/// [`max_plane`] decides.
+#[inline(always)]
+fn max_nan(a: f32, b: f32) -> f32 {
+    if b > a || b.is_nan() {
+        b
+    } else {
+        a
+    }
+}
+
+/// [`max_plane`]'s values without the argmax, for inference: per output row, the
+/// maximum down each input column of the window's rows (contiguous, vectorized) into
+/// `cols`, then across each window's columns.
+fn max_plane_value(g: &Geometry, x: &[f32], out: &mut [f32], cols: &mut Vec<f32>) {
+    for (oy, o) in out.chunks_exact_mut(g.ow).enumerate() {
+        let (y0, y1, _) = g.rows(oy);
+        cols.clear();
+        cols.extend_from_slice(&x[y0 * g.w..][..g.w]);
+        for iy in y0 + 1..y1 {
+            for (c, &v) in cols.iter_mut().zip(&x[iy * g.w..][..g.w]) {
+                *c = max_nan(*c, v);
+            }
+        }
+        for (ox, o) in o.iter_mut().enumerate() {
+            let (x0, x1, _) = g.cols(ox);
+            *o = cols[x0 + 1..x1]
+                .iter()
+                .fold(cols[x0], |b, &v| max_nan(b, v));
         }
     }
 }
@@ -722,6 +764,23 @@ mod tests {
     }
 
     #[test]
+    fn max_pool_propagates_nan_as_pytorch() -> candle_core::Result<()> {
+        // 1×1×4×4, NaN at (1, 1): 2×2 windows, stride 2 → only the first window is NaN.
+        let mut v: Vec<f32> = (0..16).map(|i| i as f32).collect();
+        v[5] = f32::NAN;
+        let x = Tensor::from_vec(v, (1, 1, 4, 4), &candle_core::Device::Cpu)?;
+        let tracked = candle_core::Var::from_tensor(&x)?;
+        for x in [&x, tracked.as_tensor()] {
+            let y: Vec<f32> = max_pool2d(x, (2, 2), (2, 2), (0, 0), false)?
+                .flatten_all()?
+                .to_vec1()?;
+            assert!(y[0].is_nan(), "{y:?}");
+            assert_eq!(&y[1..], &[7.0, 13.0, 15.0], "{y:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
     fn max_pool_matches_reference() -> candle_core::Result<()> {
         let mut rng = Rng::new(1);
         for (dims, k, s, p, ceil) in cases() {
@@ -742,6 +801,10 @@ mod tests {
                 "{dims:?} k{k} s{s} p{p}"
             );
             assert_close(&y.flatten_all()?.to_vec1()?, &r, 1e-6);
+            // The same values where the input tracks gradients (the argmax kept).
+            let tracked = candle_core::Var::from_tensor(&x)?;
+            let yt = max_pool2d(tracked.as_tensor(), (k, k), (s, s), (p, p), ceil)?;
+            assert_close(&yt.flatten_all()?.to_vec1()?, &r, 1e-6);
         }
         Ok(())
     }
