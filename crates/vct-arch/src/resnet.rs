@@ -206,7 +206,12 @@ impl Block {
             Some(d) => layers::conv_bn(&d.conv, &d.bn, x, train, false)?,
             None => x.clone(),
         };
-        layers::add_relu(&y, &shortcut)
+        if train {
+            layers::add_relu(&y, &shortcut)
+        } else {
+            // `y` is this block's own new output: the join may overwrite it.
+            Ok(vct_kernels::ops::add_relu_in_place(y, &shortcut)?)
+        }
     }
 }
 

@@ -28,6 +28,30 @@ pub(crate) fn f32_slice<'a>(
         .ok_or(KernelError::NotContiguous { op, what })
 }
 
+/// [`f32_slice`], writable (for in-place ops).
+pub(crate) fn f32_slice_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    op: &'static str,
+    what: &'static str,
+) -> Result<&'a mut [f32], KernelError> {
+    let data = match s {
+        CpuStorage::F32(v) => v.as_mut_slice(),
+        other => {
+            return Err(KernelError::DType {
+                op,
+                what,
+                got: format!("{:?}", other.dtype()),
+            })
+        }
+    };
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or(KernelError::NotContiguous { op, what })?;
+    data.get_mut(start..end)
+        .ok_or(KernelError::NotContiguous { op, what })
+}
+
 /// Checks that a tensor is an f32 CPU tensor with `rank` dimensions, and makes it contiguous.
 pub(crate) fn prepare(
     t: &Tensor,
