@@ -11,20 +11,10 @@ pub(crate) fn f32_slice<'a>(
     op: &'static str,
     what: &'static str,
 ) -> Result<&'a [f32], KernelError> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => {
-            return Err(KernelError::DType {
-                op,
-                what,
-                got: format!("{:?}", other.dtype()),
-            })
-        }
+    let CpuStorage::F32(v) = s else {
+        return Err(not_f32(s, op, what));
     };
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or(KernelError::NotContiguous { op, what })?;
-    data.get(start..end)
+    v.get(contiguous_range(l, op, what)?)
         .ok_or(KernelError::NotContiguous { op, what })
 }
 
@@ -35,21 +25,31 @@ pub(crate) fn f32_slice_mut<'a>(
     op: &'static str,
     what: &'static str,
 ) -> Result<&'a mut [f32], KernelError> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_mut_slice(),
-        other => {
-            return Err(KernelError::DType {
-                op,
-                what,
-                got: format!("{:?}", other.dtype()),
-            })
-        }
+    let CpuStorage::F32(v) = s else {
+        return Err(not_f32(s, op, what));
     };
+    v.get_mut(contiguous_range(l, op, what)?)
+        .ok_or(KernelError::NotContiguous { op, what })
+}
+
+fn not_f32(s: &CpuStorage, op: &'static str, what: &'static str) -> KernelError {
+    KernelError::DType {
+        op,
+        what,
+        got: format!("{:?}", s.dtype()),
+    }
+}
+
+/// The element range of a contiguous layout.
+fn contiguous_range(
+    l: &Layout,
+    op: &'static str,
+    what: &'static str,
+) -> Result<std::ops::Range<usize>, KernelError> {
     let (start, end) = l
         .contiguous_offsets()
         .ok_or(KernelError::NotContiguous { op, what })?;
-    data.get_mut(start..end)
-        .ok_or(KernelError::NotContiguous { op, what })
+    Ok(start..end)
 }
 
 /// Checks that a tensor is an f32 CPU tensor with `rank` dimensions, and makes it contiguous.

@@ -166,25 +166,34 @@ pub(super) fn forward_block(
 /// group in its own task lowers its channels of every image into this thread's column
 /// buffer, then multiplies.
 fn grouped_forward(g: &Geom, x: &[f32], w: &[f32], out: &mut [f32], nb: usize) {
-    let (kg, cig, cog, op) = (g.k_g(), g.cin_g(), g.cout_g(), g.out_plane());
-    let (ld, group_in) = (nb * op, cig * g.h * g.w);
+    let (kg, cog, ld) = (g.k_g(), g.cout_g(), nb * g.out_plane());
     out[..g.cout * ld]
         .par_chunks_mut(cog * ld)
         .enumerate()
         .for_each(|(grp, o)| {
             with_buffer(&COL, kg * ld, |col| {
-                for i in 0..nb {
-                    let xg = &x[i * g.in_image() + grp * group_in..][..group_in];
-                    im2col(g, xg, col, ld, i * op);
-                }
-                let a = Strided {
-                    data: &w[grp * cog * kg..][..cog * kg],
-                    rs: kg,
-                    cs: 1,
-                };
-                small_gemm::nn(cog, ld, kg, a, col, o, false);
+                lower_group(g, x, grp, nb, col);
+                small_gemm::nn(cog, ld, kg, group_weight(g, w, grp, false), col, o, false);
             })
         });
+}
+
+/// im2col of group `grp`'s input channels of the `nb` images of `x` into `col`
+/// (K_g × nb·HoWo).
+fn lower_group(g: &Geom, x: &[f32], grp: usize, nb: usize, col: &mut [f32]) {
+    let (group_in, op) = (g.cin_g() * g.h * g.w, g.out_plane());
+    for i in 0..nb {
+        let xg = &x[i * g.in_image() + grp * group_in..][..group_in];
+        im2col(g, xg, col, nb * op, i * op);
+    }
+}
+
+/// Group `grp`'s weights as a C_out/g × K_g operand, or transposed (K_g × C_out/g).
+fn group_weight<'a>(g: &Geom, w: &'a [f32], grp: usize, transposed: bool) -> Strided<'a> {
+    let (kg, cog) = (g.k_g(), g.cout_g());
+    let data = &w[grp * cog * kg..][..cog * kg];
+    let (rs, cs) = if transposed { (1, kg) } else { (kg, 1) };
+    Strided { data, rs, cs }
 }
 
 /// The gradients of a grouped block as [`grouped_forward`] computes its output, from
@@ -199,18 +208,15 @@ fn grouped_backward(
     dw: Option<&mut [f32]>,
     nb: usize,
 ) {
-    let (kg, cig, cog, op) = (g.k_g(), g.cin_g(), g.cout_g(), g.out_plane());
-    let (ld, group_in) = (nb * op, cig * g.h * g.w);
+    let (kg, cog, op) = (g.k_g(), g.cout_g(), g.out_plane());
+    let (ld, group_in) = (nb * op, g.cin_g() * g.h * g.w);
     if let Some(dw) = dw {
         dw[..g.weight_len()]
             .par_chunks_mut(cog * kg)
             .enumerate()
             .for_each(|(grp, dwg)| {
                 with_buffer(&COL, kg * ld, |col| {
-                    for i in 0..nb {
-                        let xg = &x[i * g.in_image() + grp * group_in..][..group_in];
-                        im2col(g, xg, col, ld, i * op);
-                    }
+                    lower_group(g, x, grp, nb, col);
                     let dyg = &dyt[grp * cog * ld..][..cog * ld];
                     small_gemm::nt(cog, kg, ld, dyg, ld, col, ld, dwg, true);
                 })
@@ -229,11 +235,7 @@ fn grouped_backward(
             .enumerate()
             .for_each(|(grp, images)| {
                 with_buffer(&DCOL, kg * ld, |dcol| {
-                    let a = Strided {
-                        data: &w[grp * cog * kg..][..cog * kg],
-                        rs: 1,
-                        cs: kg,
-                    };
+                    let a = group_weight(g, w, grp, true);
                     let dyg = &dyt[grp * cog * ld..][..cog * ld];
                     small_gemm::nn(kg, ld, cog, a, dyg, dcol, false);
                     for (i, dxg) in images.iter_mut().enumerate() {
