@@ -113,7 +113,7 @@ fn im2col_small(g: &Geom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
     let (plane, op, wp) = (g.h * g.w, g.out_plane(), g.w + 2 * g.pw);
     let mut pad = [0f32; SMALL_PLANE];
     let mut row = 0;
-    for xc in x.chunks_exact(plane.max(1)).take(x.len() / plane.max(1)) {
+    for xc in x.chunks_exact(plane.max(1)) {
         for (y, src) in xc.chunks_exact(g.w).enumerate() {
             let dst = &mut pad[(y + g.ph) * wp + g.pw..][..g.w];
             dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
@@ -140,8 +140,7 @@ fn col2im_small(g: &Geom, dcol: &[f32], ld: usize, off: usize, dx: &mut [f32]) {
     let padded = (g.h + 2 * g.ph) * wp;
     let mut pad = [0f32; SMALL_PLANE];
     let mut row = 0;
-    let channels = dx.len() / plane.max(1);
-    for dc in dx.chunks_exact_mut(plane.max(1)).take(channels) {
+    for dc in dx.chunks_exact_mut(plane.max(1)) {
         pad[..padded].fill(0.0);
         for ki in 0..g.kh {
             for kj in 0..g.kw {
